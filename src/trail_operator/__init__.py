@@ -1,0 +1,1 @@
+"""trail-operator: CloudTrail for Kubernetes."""

@@ -1,0 +1,1 @@
+"""`trailctl`: wires the components into processes."""

@@ -1,0 +1,1 @@
+"""Sidecar collectors that tail files and push events (the Integration issue)."""

@@ -1,0 +1,1 @@
+"""Custom resource models: the single source of the CRD schemas in `crds/`."""

@@ -1,0 +1,1 @@
+"""S3 delivery of Trail log files and digests (the Trail issue)."""

@@ -1,0 +1,1 @@
+"""Kopf handlers: thin edges that translate resources into store calls and status."""

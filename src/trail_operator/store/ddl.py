@@ -1,0 +1,141 @@
+"""DDL for event tables, with the reasons for each choice next to it.
+
+Why this layout:
+- ENGINE ReplacingMergeTree with `eventID` last in the sorting key: a batch
+  that a sender retries after a lost acknowledgement carries the same eventIDs,
+  and merges collapse the copies. The gateway also drops IDs it has seen
+  recently, so copies rarely reach the table at all.
+- PARTITION BY month: time-range queries prune whole partitions, TTL works per
+  partition, and even 3653 days of retention stay at ~120 partitions (daily
+  partitions would reach thousands, which ClickHouse advises against).
+- ORDER BY (hour, eventName, eventID): every lookup and Lake query is bounded
+  by time, so the hour comes first; event names are the most common filter
+  inside a time range; eventID makes the key unique for deduplication.
+- Bloom-filter skip indexes on the other lookup attributes (user, resource,
+  event ID, request ID, namespace) let lookups skip granules that cannot match.
+- Free-form JSON (request/response objects) is stored as text with ZSTD: it is
+  large, rarely filtered on and compresses 10x; LowCardinality for the small
+  vocabularies (event names, sources, categories, error codes, namespaces).
+- TTL on eventTime = retentionDays, altered in place when the spec changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trail_operator.store.naming import qualified, quote_identifier
+
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("eventID", "UUID"),
+    ("eventTime", "DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))"),
+    ("eventVersion", "LowCardinality(String)"),
+    ("eventSource", "LowCardinality(String)"),
+    ("eventName", "LowCardinality(String)"),
+    ("eventType", "LowCardinality(String)"),
+    ("eventCategory", "LowCardinality(String)"),
+    ("readOnly", "Bool"),
+    ("managementEvent", "Bool"),
+    (
+        "userIdentity",
+        "Tuple(type LowCardinality(String), principalId String, arn String, accountId String,"
+        " accessKeyId String, username String, uid String, groups Array(String),"
+        " extra Map(String, Array(String)),"
+        " impersonatedBy Tuple(username String, uid String, groups Array(String)),"
+        " invokedBy String, sessionContext String)",
+    ),
+    ("sourceIPAddress", "String"),
+    ("userAgent", "String CODEC(ZSTD(1))"),
+    ("requestID", "String"),
+    ("requestParameters", "String CODEC(ZSTD(3))"),
+    ("responseElements", "String CODEC(ZSTD(3))"),
+    ("errorCode", "LowCardinality(String)"),
+    ("errorMessage", "String CODEC(ZSTD(1))"),
+    (
+        "resources",
+        "Array(Tuple(type LowCardinality(String), name String, namespace String,"
+        " apiGroup String, uid String, ARN String, accountId String))",
+    ),
+    ("namespace", "LowCardinality(String)"),
+    ("recipientAccountId", "LowCardinality(String)"),
+    ("awsRegion", "LowCardinality(String)"),
+    ("additionalEventData", "String CODEC(ZSTD(3))"),
+    # Top-level fields of imported CloudTrail records that have no column here,
+    # kept as JSON text so an import loses nothing.
+    ("extraFields", "String CODEC(ZSTD(3))"),
+    # When the store received the event: Trails deliver by it, so late events
+    # are delivered too.
+    ("ingestTime", "DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1))"),
+)
+
+SKIP_INDEXES: tuple[tuple[str, str, str], ...] = (
+    ("idx_event_id", "eventID", "bloom_filter(0.001) GRANULARITY 1"),
+    ("idx_username", "userIdentity.username", "bloom_filter(0.01) GRANULARITY 1"),
+    ("idx_resource_name", "resources.name", "bloom_filter(0.01) GRANULARITY 1"),
+    ("idx_resource_type", "resources.type", "bloom_filter(0.01) GRANULARITY 1"),
+    ("idx_request_id", "requestID", "bloom_filter(0.01) GRANULARITY 1"),
+    ("idx_namespace", "namespace", "bloom_filter(0.01) GRANULARITY 1"),
+    ("idx_event_source", "eventSource", "set(64) GRANULARITY 1"),
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What an event table must look like."""
+
+    database: str
+    table: str
+    retention_days: int
+    # Set for a ClickHouse cluster: DDL runs ON CLUSTER and tables replicate.
+    cluster: str | None = None
+
+
+def _on_cluster(cluster: str | None) -> str:
+    return f" ON CLUSTER {quote_identifier(cluster)}" if cluster else ""
+
+
+def ttl_expression(retention_days: int) -> str:
+    if not isinstance(retention_days, int) or retention_days < 1:
+        raise ValueError(f"retention_days must be a positive integer, got {retention_days!r}")
+    return f"toDateTime(eventTime) + toIntervalDay({retention_days})"
+
+
+def build_database_ddl(database: str, cluster: str | None = None) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}{_on_cluster(cluster)}"
+
+
+def build_table_ddl(spec: TableSpec) -> str:
+    """CREATE TABLE IF NOT EXISTS for an event table (idempotent)."""
+    columns = [f"    {quote_identifier(name)} {kind}" for name, kind in EVENT_COLUMNS]
+    indexes = [f"    INDEX {name} {expr} TYPE {kind}" for name, expr, kind in SKIP_INDEXES]
+    if spec.cluster:
+        engine = (
+            "ReplicatedReplacingMergeTree("
+            "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
+        )
+    else:
+        engine = "ReplacingMergeTree"
+    body = ",\n".join(columns + indexes)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified(spec.database, spec.table)}"
+        f"{_on_cluster(spec.cluster)}\n(\n{body}\n)\n"
+        f"ENGINE = {engine}\n"
+        "PARTITION BY toYYYYMM(eventTime)\n"
+        "ORDER BY (toStartOfHour(eventTime), eventName, eventID)\n"
+        f"TTL {ttl_expression(spec.retention_days)}\n"
+        # Expired rows should go within the hour, not the default four.
+        "SETTINGS merge_with_ttl_timeout = 3600"
+    )
+
+
+def build_ttl_alter(spec: TableSpec) -> str:
+    return (
+        f"ALTER TABLE {qualified(spec.database, spec.table)}{_on_cluster(spec.cluster)}"
+        f" MODIFY TTL {ttl_expression(spec.retention_days)}"
+    )
+
+
+def build_drop_table(spec: TableSpec) -> str:
+    return (
+        f"DROP TABLE IF EXISTS {qualified(spec.database, spec.table)}"
+        f"{_on_cluster(spec.cluster)} SYNC"
+    )

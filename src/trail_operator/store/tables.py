@@ -1,0 +1,87 @@
+"""Creating, altering, dropping and measuring event tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from trail_operator.store.client import Store
+from trail_operator.store.ddl import (
+    TableSpec,
+    build_database_ddl,
+    build_drop_table,
+    build_table_ddl,
+    build_ttl_alter,
+)
+from trail_operator.store.naming import qualified
+
+
+@dataclass(frozen=True)
+class TableStats:
+    event_count: int
+    bytes_on_disk: int
+    oldest_event_time: datetime | None
+    newest_event_time: datetime | None
+
+
+def ensure_table(store: Store, spec: TableSpec) -> None:
+    """Create the table if missing and bring its TTL to the spec (idempotent)."""
+    store.command(build_database_ddl(spec.database, spec.cluster))
+    store.command(build_table_ddl(spec))
+    if current_retention_days(store, spec) != spec.retention_days:
+        store.command(build_ttl_alter(spec))
+
+
+def current_retention_days(store: Store, spec: TableSpec) -> int | None:
+    """The retention the table's TTL has now, read back from its DDL."""
+    rows = store.rows(
+        "SELECT create_table_query FROM system.tables WHERE database = {db:String}"
+        " AND name = {table:String}",
+        parameters={"db": spec.database, "table": spec.table},
+    )
+    if not rows:
+        return None
+    ddl = str(rows[0][0])
+    marker = "toIntervalDay("
+    start = ddl.find(marker)
+    if start < 0:
+        return None
+    end = ddl.find(")", start)
+    return int(ddl[start + len(marker) : end])
+
+
+def table_exists(store: Store, database: str, table: str) -> bool:
+    rows = store.rows(
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+        parameters={"db": database, "table": table},
+    )
+    return bool(rows and rows[0][0])
+
+
+def drop_table(store: Store, spec: TableSpec) -> None:
+    store.command(build_drop_table(spec))
+
+
+def expire_now(store: Store, spec: TableSpec) -> None:
+    """Apply the TTL at once instead of at the next TTL merge (tests, operators' hands)."""
+    store.command(f"ALTER TABLE {qualified(spec.database, spec.table)} MATERIALIZE TTL",
+                  settings={"mutations_sync": 2})
+    store.command(f"OPTIMIZE TABLE {qualified(spec.database, spec.table)} FINAL")
+
+
+def table_stats(store: Store, database: str, table: str) -> TableStats:
+    count, oldest, newest = store.rows(
+        f"SELECT count(), min(eventTime), max(eventTime) FROM {qualified(database, table)}"
+    )[0]
+    (size,) = store.rows(
+        "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {db:String}"
+        " AND table = {table:String} AND active",
+        parameters={"db": database, "table": table},
+    )[0]
+    has_rows = int(count) > 0
+    return TableStats(
+        event_count=int(count),
+        bytes_on_disk=int(size or 0),
+        oldest_event_time=oldest if has_rows else None,
+        newest_event_time=newest if has_rows else None,
+    )
