@@ -77,10 +77,20 @@ def remove_entry(store: Store, uid: str) -> None:
 
 
 def list_entries(store: Store) -> list[StoreEntry]:
+    return _select(store, "NOT deleted")
+
+
+def get_entry(store: Store, uid: str) -> StoreEntry | None:
+    found = _select(store, "NOT deleted AND uid = {uid:String}", {"uid": uid})
+    return found[0] if found else None
+
+
+def _select(store: Store, where: str, parameters: dict[str, Any] | None = None) -> list[StoreEntry]:
     rows = store.rows(
         "SELECT uid, namespace, name, table, retentionDays, ingestionEnabled, allNamespaces,"
         f" selectors FROM {qualified(store.database, CATALOG_TABLE)} FINAL"
-        " WHERE NOT deleted ORDER BY namespace, name"
+        f" WHERE {where} ORDER BY namespace, name",
+        parameters=parameters,
     )
     return [
         StoreEntry(

@@ -8,6 +8,7 @@ is per client too: clickhouse-connect clients are not meant for concurrent use.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,9 +47,15 @@ class StoreUnavailableError(StoreError):
 class Store:
     """A thread-safe handle on one ClickHouse (embedded chDB or a server)."""
 
-    def __init__(self, dsn: str, database: str = "trail") -> None:
+    def __init__(
+        self, dsn: str, database: str = "trail", username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.dsn = dsn
         self.database = database
+        self._credentials = {
+            key: value for key, value in (("username", username), ("password", password)) if value
+        }
         self.embedded = dsn.startswith("chdb://")
         self._lock = threading.Lock()
         self._client: Any = None
@@ -56,11 +63,14 @@ class Store:
     def _connected(self) -> Any:
         if self._client is None:
             try:
-                self._client = clickhouse_connect.get_client(
-                    dsn=self.dsn, autogenerate_session_id=False
-                )
+                options: dict[str, Any] = dict(self._credentials)
+                if not self.embedded:
+                    # Sessions would serialize every call on the server side.
+                    options["autogenerate_session_id"] = False
+                self._client = clickhouse_connect.get_client(dsn=self.dsn, **options)
             except Exception as exc:  # the driver raises many kinds when unreachable
-                raise StoreUnavailableError(f"cannot reach ClickHouse at {self._safe_dsn}: {exc}") from exc
+                raise StoreUnavailableError(
+                    f"cannot reach ClickHouse at {self._safe_dsn}: {exc}") from exc
         return self._client
 
     @property
@@ -87,10 +97,8 @@ class Store:
 
     def _drop_client(self) -> None:
         if self._client is not None and not self.embedded:
-            try:
+            with contextlib.suppress(Exception):  # the connection is being abandoned anyway
                 self._client.close()
-            except Exception:
-                pass
             self._client = None
 
     def command(

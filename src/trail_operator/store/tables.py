@@ -24,12 +24,20 @@ class TableStats:
     newest_event_time: datetime | None
 
 
-def ensure_table(store: Store, spec: TableSpec) -> None:
-    """Create the table if missing and bring its TTL to the spec (idempotent)."""
-    store.command(build_database_ddl(spec.database, spec.cluster))
-    store.command(build_table_ddl(spec))
-    if current_retention_days(store, spec) != spec.retention_days:
+def ensure_table(store: Store, spec: TableSpec) -> list[str]:
+    """Create the table if missing and bring its TTL to the spec (idempotent).
+
+    Returns what it changed, in words, for events and logs.
+    """
+    current = current_retention_days(store, spec)
+    if current is None:
+        store.command(build_database_ddl(spec.database, spec.cluster))
+        store.command(build_table_ddl(spec))
+        return [f"created with retention {spec.retention_days} days"]
+    if current != spec.retention_days:
         store.command(build_ttl_alter(spec))
+        return [f"retention changed from {current} to {spec.retention_days} days"]
+    return []
 
 
 def current_retention_days(store: Store, spec: TableSpec) -> int | None:

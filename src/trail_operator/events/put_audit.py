@@ -1,0 +1,212 @@
+"""PutAuditEvents (CloudTrail Lake integrations): validate a call, normalize each event.
+
+A call is refused whole only for call-level faults (not JSON, no `auditEvents`
+list, over 100 events or 1 MB); every other fault fails just its event, with
+CloudTrail's error codes, so one bad event never costs the good ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from trail_operator.events.record import (
+    CATEGORY_ACTIVITY,
+    EVENT_VERSION,
+    TYPE_ACTIVITY_LOG,
+    Record,
+    derived_event_id,
+)
+
+MAX_EVENTS: Final = 100
+MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_ID_LENGTH: Final = 128
+MAX_EVENT_DATA_BYTES: Final = 256 * 1024
+
+ERROR_FIELD_TOO_LONG: Final = "FieldTooLong"
+ERROR_FIELD_NOT_FOUND: Final = "FieldNotFound"
+ERROR_INVALID_CHECKSUM: Final = "InvalidChecksum"
+ERROR_INVALID_DATA: Final = "InvalidData"
+ERROR_DUPLICATE_ID: Final = "DuplicateId"
+
+
+class PutAuditEventsError(ValueError):
+    """The whole call is refused; `code` is the error code returned to the caller."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    id: str
+    error_code: str
+    error_message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "errorCode": self.error_code, "errorMessage": self.error_message}
+
+
+@dataclass(frozen=True)
+class AcceptedEvent:
+    id: str
+    record: Record
+
+
+def parse_call(body: bytes) -> list[Any]:
+    """The `auditEvents` list of a call, or PutAuditEventsError for a call-level fault."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PutAuditEventsError(
+            "ValidationException", f"request body is {len(body)} bytes; the limit is 1 MB")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PutAuditEventsError("ValidationException", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("auditEvents"), list):
+        raise PutAuditEventsError(
+            "ValidationException", "body must be an object with an 'auditEvents' list")
+    events: list[Any] = payload["auditEvents"]
+    if not events:
+        raise PutAuditEventsError("ValidationException", "auditEvents is empty")
+    if len(events) > MAX_EVENTS:
+        raise PutAuditEventsError(
+            "ValidationException",
+            f"auditEvents has {len(events)} events; at most {MAX_EVENTS} are allowed per call")
+    return events
+
+
+class ActivityEventNormalizer:
+    """Turns PutAuditEvents entries of one channel into records."""
+
+    def __init__(self, cluster_name: str, region: str, namespace: str, channel: str,
+                 default_source: str) -> None:
+        self.cluster_name = cluster_name
+        self.region = region
+        self.namespace = namespace
+        self.channel = channel
+        self.default_source = default_source
+
+    def normalize(self, events: list[Any]) -> tuple[list[AcceptedEvent], list[FailedEvent]]:
+        accepted: list[AcceptedEvent] = []
+        failed: list[FailedEvent] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(events):
+            outcome = self._one(index, entry, seen)
+            if isinstance(outcome, AcceptedEvent):
+                accepted.append(outcome)
+            else:
+                failed.append(outcome)
+        return accepted, failed
+
+    def _one(self, index: int, entry: Any, seen: set[str]) -> AcceptedEvent | FailedEvent:
+        if not isinstance(entry, dict):
+            return FailedEvent(str(index), ERROR_INVALID_DATA,
+                               f"auditEvents[{index}] must be an object")
+        event_id = entry.get("id")
+        if not isinstance(event_id, str) or not event_id:
+            return FailedEvent(str(index), ERROR_FIELD_NOT_FOUND,
+                               f"auditEvents[{index}].id is missing")
+        if len(event_id) > MAX_ID_LENGTH:
+            return FailedEvent(event_id[:MAX_ID_LENGTH], ERROR_FIELD_TOO_LONG,
+                               f"auditEvents[{index}].id is longer than {MAX_ID_LENGTH} characters")
+        if event_id in seen:
+            return FailedEvent(event_id, ERROR_DUPLICATE_ID,
+                               f"auditEvents[{index}].id {event_id!r} appears twice in this call")
+        seen.add(event_id)
+        data = entry.get("eventData")
+        if not isinstance(data, str) or not data:
+            return FailedEvent(event_id, ERROR_FIELD_NOT_FOUND,
+                               f"auditEvents[{index}].eventData is missing (a JSON string)")
+        if len(data) > MAX_EVENT_DATA_BYTES:
+            return FailedEvent(event_id, ERROR_FIELD_TOO_LONG,
+                               f"auditEvents[{index}].eventData is over 256 KB")
+        checksum = entry.get("eventDataChecksum")
+        if checksum is not None and (
+            not isinstance(checksum, str)
+            or hashlib.sha256(data.encode()).hexdigest() != checksum.lower()
+        ):
+            return FailedEvent(event_id, ERROR_INVALID_CHECKSUM,
+                               f"auditEvents[{index}].eventDataChecksum does not match the "
+                               "SHA-256 of eventData")
+        try:
+            event_data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return FailedEvent(event_id, ERROR_INVALID_DATA,
+                               f"auditEvents[{index}].eventData is not valid JSON: {exc}")
+        if not isinstance(event_data, dict):
+            return FailedEvent(event_id, ERROR_INVALID_DATA,
+                               f"auditEvents[{index}].eventData must be a JSON object")
+        problem = _missing_fields(event_data)
+        if problem:
+            return FailedEvent(event_id, ERROR_FIELD_NOT_FOUND,
+                               f"auditEvents[{index}].eventData.{problem} is missing")
+        return AcceptedEvent(event_id, self._record(event_id, event_data))
+
+    def _record(self, event_id: str, data: dict[str, Any]) -> Record:
+        identity = data.get("userIdentity") or {}
+        details = identity.get("details") if isinstance(identity, dict) else None
+        username = ""
+        if isinstance(details, dict):
+            username = str(details.get("username") or details.get("userName") or "")
+        principal = str(identity.get("principalId", "")) if isinstance(identity, dict) else ""
+        return {
+            "eventID": derived_event_id(self.channel, event_id),
+            "eventTime": data["eventTime"],
+            "eventVersion": str(data.get("version") or EVENT_VERSION),
+            "eventSource": str(data.get("eventSource") or self.default_source),
+            "eventName": str(data["eventName"]),
+            "eventType": TYPE_ACTIVITY_LOG,
+            "eventCategory": CATEGORY_ACTIVITY,
+            "readOnly": bool(data.get("readOnly", False)),
+            "managementEvent": False,
+            "userIdentity": {
+                "type": str(identity.get("type", "")) if isinstance(identity, dict) else "",
+                "principalId": principal,
+                "username": username or principal,
+            },
+            "sourceIPAddress": str(data.get("sourceIPAddress") or ""),
+            "userAgent": str(data.get("userAgent") or ""),
+            "requestID": str(data.get("UID") or event_id),
+            "requestParameters": data.get("requestParameters"),
+            "responseElements": data.get("responseElements"),
+            "errorCode": data.get("errorCode"),
+            "errorMessage": data.get("errorMessage"),
+            "resources": _resources(data.get("resources")),
+            "namespace": self.namespace,
+            "recipientAccountId": self.cluster_name,
+            "awsRegion": self.region,
+            "additionalEventData": {
+                **(data.get("additionalEventData") or {}),
+                "channel": self.channel,
+                "sourceEventId": event_id,
+                **({"identityDetails": details} if details else {}),
+            },
+        }
+
+
+_REQUIRED = ("eventTime", "eventName", "userIdentity")
+
+
+def _missing_fields(data: dict[str, Any]) -> str | None:
+    for field in _REQUIRED:
+        if not data.get(field):
+            return field
+    return None
+
+
+def _resources(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        return []
+    resources = []
+    for item in value:
+        if isinstance(item, dict):
+            resources.append({
+                "type": str(item.get("type") or item.get("resourceType") or ""),
+                "name": str(item.get("name") or item.get("resourceName") or ""),
+                "ARN": str(item.get("ARN") or item.get("arn") or ""),
+            })
+    return resources

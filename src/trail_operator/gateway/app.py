@@ -1,0 +1,258 @@
+"""The gateway's HTTP application: ingest endpoints, health and metrics.
+
+Request handling stays on the event loop (parsing and normalizing are pure
+CPU work, cheaper inline than handed to threads); only the inserts leave it,
+through the batcher. Every fault in a call is answered with a status and a
+message naming what was wrong; the good events in the same call are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from trail_operator.config import Settings
+from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditPayloadError
+from trail_operator.events.put_audit import (
+    ActivityEventNormalizer,
+    PutAuditEventsError,
+    parse_call,
+)
+from trail_operator.events.record import Record
+from trail_operator.gateway.auth import AuthError, authorize_audit_webhook, bearer_token
+from trail_operator.gateway.batching import InsertBatcher, InsertFailedError, OverloadedError
+from trail_operator.gateway.channels import ChannelDirectory, ChannelError, parse_channel
+from trail_operator.gateway.config import GatewayConfig
+from trail_operator.gateway.metrics import GatewayMetrics
+from trail_operator.gateway.routing import Route, build_routes, tables_for
+from trail_operator.store.catalog import StoreEntry, list_entries
+from trail_operator.store.client import Store
+
+log = logging.getLogger(__name__)
+
+SOURCE_AUDIT = "k8s-audit"
+SOURCE_PUT = "put-audit-events"
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    return web.json_response({"errorCode": code, "message": message, **extra}, status=status,
+                             headers=headers, dumps=lambda o: orjson.dumps(o).decode())
+
+
+@dataclass
+class Gateway:
+    """State of one gateway: routes, batcher, channel directory, metrics."""
+
+    config: GatewayConfig
+    settings: Settings
+    store: Store
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    channels: ChannelDirectory = field(default_factory=ChannelDirectory)
+    routes: tuple[Route, ...] = ()
+    entries: dict[str, StoreEntry] = field(default_factory=dict)
+    routes_loaded: bool = False
+
+    def __post_init__(self) -> None:
+        self.normalizer = AuditEventNormalizer(self.settings.cluster_name, self.settings.region)
+        self.batcher = InsertBatcher(
+            self.store, self.metrics, max_rows=self.config.batch_max_rows,
+            max_delay=self.config.batch_max_delay, max_pending_rows=self.config.max_pending_rows)
+        self._refresher: asyncio.Task[None] | None = None
+
+    # lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh_routes()
+        self.batcher.start()
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="routes-refresh")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.batcher.stop()
+
+    async def refresh_routes(self) -> None:
+        try:
+            entries = await asyncio.to_thread(list_entries, self.store)
+        except Exception as exc:  # keep the last good routes while the store is away
+            log.warning("cannot refresh routes from the store catalog: %s", exc)
+            return
+        self.entries = {entry.ref: entry for entry in entries}
+        self.routes, problems = build_routes(entries)
+        for problem in problems:
+            log.warning("store skipped by routing: %s", problem)
+        self.routes_loaded = True
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.routes_refresh_seconds)
+            await self.refresh_routes()
+
+    # hot path --------------------------------------------------------------
+
+    def _route(self, records: list[Record]) -> tuple[dict[str, list[bytes]], list[str]]:
+        rows: dict[str, list[bytes]] = {}
+        ids: list[str] = []
+        recent = self.batcher.recent_ids
+        routes = self.routes
+        dumps = orjson.dumps
+        for record in records:
+            event_id = record["eventID"]
+            if event_id in recent:
+                self.metrics.duplicates.inc()
+                continue
+            tables = tables_for(routes, record)
+            if not tables:
+                continue
+            data = dumps(record)
+            for table in tables:
+                rows.setdefault(table, []).append(data)
+            ids.append(event_id)
+        return rows, ids
+
+    async def _store(self, rows: dict[str, list[bytes]], ids: list[str],
+                     source: str) -> web.Response | None:
+        """None when stored; otherwise the response that tells the sender to retry."""
+        try:
+            await self.batcher.write(rows, ids)
+        except OverloadedError as exc:
+            self.metrics.rejected.labels(source, "overloaded").inc(len(ids))
+            return error_response(429, "Throttling", str(exc))
+        except InsertFailedError as exc:
+            self.metrics.rejected.labels(source, "store_unavailable").inc(len(ids))
+            return error_response(503, "InternalFailure", str(exc))
+        return None
+
+    # handlers --------------------------------------------------------------
+
+    async def k8s_audit(self, request: web.Request) -> web.Response:
+        try:
+            authorize_audit_webhook(request, self.config)
+        except AuthError as exc:
+            self.metrics.rejected.labels(SOURCE_AUDIT, "unauthorized").inc()
+            return error_response(exc.status, "Unauthorized", str(exc))
+        body = await request.read()
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            self.metrics.rejected.labels(SOURCE_AUDIT, "malformed_json").inc()
+            return error_response(400, "MalformedJSON", f"body is not valid JSON: {exc}")
+        try:
+            records, rejections = self.normalizer.normalize_list(payload)
+        except AuditPayloadError as exc:
+            self.metrics.rejected.labels(SOURCE_AUDIT, "wrong_kind").inc()
+            return error_response(400, "InvalidEventList", str(exc))
+        items = payload.get("items")
+        self.metrics.received.labels(SOURCE_AUDIT).inc(len(items) if isinstance(items, list) else 0)
+        if rejections:
+            self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(len(rejections))
+        rows, ids = self._route(records)
+        failure = await self._store(rows, ids, SOURCE_AUDIT)
+        if failure is not None:
+            return failure
+        self.metrics.accepted.labels(SOURCE_AUDIT).inc(len(records))
+        result = {
+            "accepted": len(records),
+            "rejected": [
+                {"index": r.index, "auditID": r.audit_id, "reason": r.reason} for r in rejections
+            ],
+        }
+        return web.json_response(result, status=400 if rejections else 200,
+                                 dumps=lambda o: orjson.dumps(o).decode())
+
+    async def put_audit_events(self, request: web.Request) -> web.Response:
+        try:
+            namespace, name = parse_channel(request.query.get("channel"))
+            channel = await asyncio.to_thread(self.channels.resolve, namespace, name)
+        except ChannelError as exc:
+            self.metrics.rejected.labels(SOURCE_PUT, "unknown_channel").inc()
+            return error_response(exc.status, exc.code, str(exc))
+        token = bearer_token(request)
+        if token is None or not channel.token_matches(token):
+            self.metrics.rejected.labels(SOURCE_PUT, "unauthorized").inc()
+            return error_response(401, "Unauthorized",
+                                  f"a valid bearer token for channel {channel.ref} is required")
+        if (request.content_length or 0) > 1024 * 1024:
+            self.metrics.rejected.labels(SOURCE_PUT, "too_large").inc()
+            return error_response(413, "ValidationException", "request body is over 1 MB")
+        try:
+            events = parse_call(await request.read())
+        except PutAuditEventsError as exc:
+            self.metrics.rejected.labels(SOURCE_PUT, "invalid_call").inc()
+            return error_response(400, exc.code, str(exc))
+        self.metrics.received.labels(SOURCE_PUT).inc(len(events))
+        tables = []
+        for destination in channel.destinations:
+            entry = self.entries.get(f"{namespace}/{destination}")
+            if entry is None and not self.routes_loaded:
+                return error_response(503, "InternalFailure", "routes are not loaded yet")
+            if entry is None:
+                return error_response(
+                    400, "InvalidRecipient",
+                    f"destination EventDataStore {namespace}/{destination} of channel "
+                    f"{channel.ref} does not exist or is not ready")
+            if entry.ingestion_enabled:
+                tables.append(entry.table)
+        normalizer = ActivityEventNormalizer(
+            self.settings.cluster_name, self.settings.region, namespace, channel.ref,
+            default_source=f"{name}.{namespace}.integrations.trail-operator.dev")
+        accepted, failed = normalizer.normalize(events)
+        rows: dict[str, list[bytes]] = {}
+        ids = []
+        for event in accepted:
+            event_id = event.record["eventID"]
+            if event_id in self.batcher.recent_ids:
+                self.metrics.duplicates.inc()
+                continue
+            data = orjson.dumps(event.record)
+            for table in tables:
+                rows.setdefault(table, []).append(data)
+            ids.append(event_id)
+        failure = await self._store(rows, ids, SOURCE_PUT)
+        if failure is not None:
+            return failure
+        self.metrics.accepted.labels(SOURCE_PUT).inc(len(accepted))
+        if failed:
+            self.metrics.rejected.labels(SOURCE_PUT, "invalid_event").inc(len(failed))
+        return web.json_response(
+            {
+                "successful": [
+                    {"id": event.id, "eventID": event.record["eventID"]} for event in accepted
+                ],
+                "failed": [failure_entry.as_dict() for failure_entry in failed],
+            },
+            dumps=lambda o: orjson.dumps(o).decode(),
+        )
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        if not self.routes_loaded:
+            return web.Response(status=503, text="routes not loaded from the store catalog")
+        if not await asyncio.to_thread(self.store.ping):
+            return web.Response(status=503, text="store unreachable")
+        return web.Response(text="ok")
+
+    async def metrics_endpoint(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_audit_body_bytes)
+        app.router.add_post("/k8s-audit", self.k8s_audit)
+        app.router.add_post("/PutAuditEvents", self.put_audit_events)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_endpoint)
+        return app

@@ -1,0 +1,163 @@
+"""Batched, acknowledged inserts: a call is answered only once its rows are durable.
+
+Calls put their rows in a shared pending batch and wait; one flusher inserts
+the batch (one INSERT per table) when it reaches `max_rows` or is `max_delay`
+old, then wakes the waiters with the outcome. While a flush runs, new calls
+gather into the next batch, so the batch size grows with the load on its own.
+Pending rows are bounded: past `max_pending_rows` a call is refused at once
+(the sender retries later) instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from trail_operator.gateway.metrics import GatewayMetrics
+from trail_operator.store.client import Store
+
+
+class OverloadedError(RuntimeError):
+    """Too many rows are waiting; the sender should retry later."""
+
+
+class InsertFailedError(RuntimeError):
+    """The batch holding the caller's rows was not stored."""
+
+
+class RecentEventIds:
+    """EventIDs stored lately, so a retried call does not store its events twice.
+
+    Two generations of sets: lookups are O(1), memory is bounded by
+    2 x `capacity`, and an ID is remembered for at least `capacity` more IDs.
+    The store's ReplacingMergeTree removes whatever copy slips past this.
+    """
+
+    def __init__(self, capacity: int = 500_000) -> None:
+        self.capacity = capacity
+        self._current: set[str] = set()
+        self._previous: set[str] = set()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._current or event_id in self._previous
+
+    def add_all(self, event_ids: Iterable[str]) -> None:
+        self._current.update(event_ids)
+        if len(self._current) >= self.capacity:
+            self._previous, self._current = self._current, set()
+
+
+@dataclass
+class _Batch:
+    chunks: dict[str, list[bytes]] = field(default_factory=dict)
+    rows: int = 0
+    waiters: list[tuple[asyncio.Future[None], frozenset[str], list[str]]] = field(
+        default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+class InsertBatcher:
+    def __init__(
+        self, store: Store, metrics: GatewayMetrics, *, max_rows: int = 10_000,
+        max_delay: float = 0.5, max_pending_rows: int = 200_000,
+        recent_ids: RecentEventIds | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.max_rows = max_rows
+        self.max_delay = max_delay
+        self.max_pending_rows = max_pending_rows
+        self.recent_ids = recent_ids or RecentEventIds()
+        self._batch = _Batch()
+        self._in_flight_rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def pending_rows(self) -> int:
+        return self._batch.rows + self._in_flight_rows
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="insert-batcher")
+
+    async def stop(self) -> None:
+        """Flush what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def write(self, rows_by_table: dict[str, list[bytes]], event_ids: list[str]) -> None:
+        """Store the rows; return once they are durable, or raise."""
+        count = sum(len(rows) for rows in rows_by_table.values())
+        if count == 0:
+            return
+        if self._closing:
+            raise OverloadedError("the gateway is shutting down")
+        if self.pending_rows + count > self.max_pending_rows:
+            raise OverloadedError(
+                f"{self.pending_rows} rows are waiting to be stored (limit "
+                f"{self.max_pending_rows}); retry later")
+        batch = self._batch
+        for table, rows in rows_by_table.items():
+            batch.chunks.setdefault(table, []).extend(rows)
+        batch.rows += count
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch.waiters.append((future, frozenset(rows_by_table), event_ids))
+        self.metrics.queue_depth.set(self.pending_rows)
+        if batch.rows >= self.max_rows:
+            self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.max_delay)
+            self._wake.clear()
+            batch = self._batch
+            if batch.rows:
+                age = time.monotonic() - batch.started
+                if batch.rows >= self.max_rows or age >= self.max_delay or self._closing:
+                    self._batch = _Batch()
+                    await self._flush(batch)
+                else:
+                    # Not full and not old enough: wake again when it will be old enough.
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(self.max_delay - age, self._wake.set)
+            if self._closing and not self._batch.rows:
+                return
+
+    async def _flush(self, batch: _Batch) -> None:
+        self._in_flight_rows = batch.rows
+        failed: dict[str, str] = {}
+        try:
+            for table, chunks in batch.chunks.items():
+                try:
+                    await asyncio.to_thread(
+                        self.store.insert_json_each_row, table, b"\n".join(chunks))
+                    self.metrics.inserted.labels(table).inc(len(chunks))
+                except Exception as exc:  # any failure must fail the waiters, not the loop
+                    failed[table] = str(exc)
+                    self.metrics.insert_failures.labels(table).inc()
+        finally:
+            self._in_flight_rows = 0
+            self.metrics.queue_depth.set(self.pending_rows)
+        self.metrics.batch_latency.observe(time.monotonic() - batch.started)
+        for future, tables, event_ids in batch.waiters:
+            if future.done():
+                continue
+            broken = tables & failed.keys()
+            if broken:
+                table = sorted(broken)[0]
+                future.set_exception(InsertFailedError(
+                    f"store table {table} did not accept the batch: {failed[table][:300]}"))
+            else:
+                self.recent_ids.add_all(event_ids)
+                future.set_result(None)

@@ -1,0 +1,43 @@
+"""How a gateway listens, authenticates and batches."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    # TLS: without a certificate the gateway serves plain HTTP, which only
+    # suits a loopback sandbox: the apiserver sends no bearer token over it.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Client certificates signed by this CA are checked against `audit_client_names`.
+    client_ca: Path | None = None
+    audit_client_names: frozenset[str] = frozenset({"kube-apiserver"})
+    # Alternatively the audit webhook may present this bearer token.
+    audit_token: str | None = None
+    max_audit_body_bytes: int = 64 * 1024 * 1024
+    batch_max_rows: int = 10_000
+    batch_max_delay: float = 0.5
+    max_pending_rows: int = 200_000
+    routes_refresh_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
+        env = dict(os.environ if env is None else env)
+
+        def path(key: str) -> Path | None:
+            return Path(env[key]) if env.get(key) else None
+
+        return cls(
+            host=env.get("TRAIL_GATEWAY_HOST", cls.host),
+            port=int(env.get("TRAIL_GATEWAY_PORT", cls.port)),
+            tls_cert=path("TRAIL_GATEWAY_TLS_CERT"),
+            tls_key=path("TRAIL_GATEWAY_TLS_KEY"),
+            client_ca=path("TRAIL_GATEWAY_CLIENT_CA"),
+            audit_token=env.get("TRAIL_GATEWAY_AUDIT_TOKEN") or None,
+        )

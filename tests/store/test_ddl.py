@@ -1,0 +1,45 @@
+"""Table DDL and identifiers, checked as text and against the real engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from trail_operator.store.client import Store
+from trail_operator.store.ddl import TableSpec, build_table_ddl, build_ttl_alter
+from trail_operator.store.naming import UnsafeIdentifierError, quote_identifier, table_name_for
+from trail_operator.store.tables import current_retention_days, ensure_table, table_exists
+
+
+def test_long_names_sharing_a_prefix_still_get_distinct_tables() -> None:
+    base = "x" * 60
+    assert table_name_for("team", base + "a") != table_name_for("team", base + "b")
+
+
+def test_table_names_are_plain_identifiers() -> None:
+    name = table_name_for("my-team", "audit.prod")
+    assert name.replace("_", "").isalnum()
+    assert name.startswith("eds_my_team__audit_prod_")
+
+
+@pytest.mark.parametrize("hostile", ["a`; DROP TABLE x; --", "", "a\\b", "nul\x00"])
+def test_identifiers_that_could_break_out_are_refused(hostile: str) -> None:
+    with pytest.raises(UnsafeIdentifierError):
+        quote_identifier(hostile)
+
+
+def test_cluster_ddl_uses_on_cluster_and_replicated_engine() -> None:
+    spec = TableSpec("trail", "eds_t", 30, cluster="prod")
+    ddl = build_table_ddl(spec)
+    assert "ON CLUSTER `prod`" in ddl
+    assert "ReplicatedReplacingMergeTree" in ddl
+    assert build_ttl_alter(spec).endswith("MODIFY TTL toDateTime(eventTime) + toIntervalDay(30)")
+
+
+def test_ensure_table_is_idempotent_and_reports_what_changed(store: Store) -> None:
+    spec = TableSpec(store.database, table_name_for("ddl", "idempotent"), 14)
+    assert ensure_table(store, spec) == ["created with retention 14 days"]
+    assert ensure_table(store, spec) == []
+    assert table_exists(store, spec.database, spec.table)
+    longer = TableSpec(spec.database, spec.table, 60)
+    assert ensure_table(store, longer) == ["retention changed from 14 to 60 days"]
+    assert current_retention_days(store, spec) == 60
