@@ -14,9 +14,8 @@ from pathlib import Path
 from kubernetes import client as k8s
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_harness import bench_sandbox, report  # noqa: E402
-
-from trail_operator.config import API_GROUP, API_VERSION  # noqa: E402
+from sandbox_harness import bench_sandbox, report
+from trail_operator.config import API_GROUP, API_VERSION
 
 
 def manifest(namespace: str, names: list[str]) -> str:

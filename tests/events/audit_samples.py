@@ -1030,8 +1030,8 @@ def sample_events() -> list[dict[str, Any]]:
     return copy.deepcopy(list(FINAL_STAGE_EVENTS))
 
 
-def event_list(*events: dict[str, Any]) -> dict[str, Any]:
-    """An EventList webhook body, as the kube-apiserver posts it."""
+def event_list(*events: object) -> dict[str, Any]:
+    """An EventList webhook body, as the kube-apiserver posts it (items need not be valid)."""
     return {
         "kind": "EventList",
         "apiVersion": "audit.k8s.io/v1",

@@ -35,7 +35,8 @@ class FixedChannels(ChannelDirectory):
         try:
             return self.channels[f"{namespace}/{name}"]
         except KeyError:
-            raise ChannelError(404, "ChannelNotFound", f"no Integration {namespace}/{name}") from None
+            raise ChannelError(404, "ChannelNotFound",
+                               f"no Integration {namespace}/{name}") from None
 
 
 @dataclass

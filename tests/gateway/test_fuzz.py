@@ -22,7 +22,8 @@ from trail_operator.store.naming import table_name_for
 from trail_operator.store.tables import ensure_table
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
@@ -43,7 +44,8 @@ def fuzz_gateway(store: Store) -> Iterator[tuple[RunningGateway, str]]:
                            {"field": "eventCategory", "equals": ["Management", "Data",
                                                                 "ActivityAuditLog"]}]}])
     channel = Channel("fuzz", "app", "fuzz-token", ("all",))
-    with running_gateway(store, [entry], channels={"fuzz/app": channel}) as gw:
+    with running_gateway(store, [entry], channels={"fuzz/app": channel},
+                         batch_max_delay=0.01) as gw:
         yield gw, table
 
 

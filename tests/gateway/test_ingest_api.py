@@ -19,9 +19,9 @@ import pytest
 import requests
 from kubernetes import client as k8s
 
+from trail_fixtures import Trail, create_namespace, unique_namespace
 from trail_operator.config import API_GROUP, API_VERSION
 from trail_operator.store.naming import table_name_for
-from trail_fixtures import Trail, create_namespace, unique_namespace
 
 pytestmark = pytest.mark.control_plane
 
@@ -49,6 +49,8 @@ def event_list(*items: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def https(trail: Trail) -> Iterator[requests.Session]:
     session = requests.Session()
+    # Otherwise REQUESTS_CA_BUNDLE in the environment overrides the session's CA.
+    session.trust_env = False
     session.verify = str(trail.plane.pki.ca_cert)
     session.cert = (str(trail.plane.pki.apiserver_client_cert),
                     str(trail.plane.pki.apiserver_client_key))

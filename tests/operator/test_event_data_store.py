@@ -10,12 +10,12 @@ import orjson
 import pytest
 from kubernetes import client as k8s
 
+from trail_fixtures import ADMIN_NAMESPACE, Trail, create_namespace, unique_namespace
 from trail_operator.config import API_GROUP, API_VERSION, EVENT_HISTORY_NAME
 from trail_operator.sandbox.controlplane import free_port
 from trail_operator.store.ddl import TableSpec
 from trail_operator.store.naming import table_name_for
 from trail_operator.store.tables import current_retention_days, expire_now, table_exists
-from trail_fixtures import ADMIN_NAMESPACE, Trail, create_namespace, unique_namespace
 
 pytestmark = pytest.mark.control_plane
 

@@ -27,7 +27,8 @@ def install_crds(kubeconfig: Path, crds_dir: Path = REPO_CRDS) -> None:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     subprocess.run(["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(crds_dir)],
                    check=True, env=env, capture_output=True, text=True)
-    names = [f"crd/{plural}.{API_GROUP}" for plural in ("eventdatastores", "trails", "integrations")]
+    plurals = ("eventdatastores", "trails", "integrations")
+    names = [f"crd/{plural}.{API_GROUP}" for plural in plurals]
     subprocess.run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *names],
                    check=True, env=env, capture_output=True, text=True)
 

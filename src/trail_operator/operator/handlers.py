@@ -100,7 +100,8 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, announce: bo
     for change in outcome.changes:
         kopf.event(body, type="Normal", reason="Reconciled", message=change)
     if not was_ready:
-        kopf.event(body, type="Normal", reason="Ready", message=f"table {plan.table.table} is ready")
+        kopf.event(body, type="Normal", reason="Ready",
+                   message=f"table {plan.table.table} is ready")
 
 
 @kopf.on.resume(*EDS)
