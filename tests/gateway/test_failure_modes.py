@@ -73,7 +73,7 @@ def test_store_that_comes_back_gets_the_retried_batch_once(store: Store) -> None
 
 def test_overload_pushes_back_with_429_instead_of_growing_memory(store: Store) -> None:
     target = entry(store, "overload")
-    with running_gateway(store, [target], max_pending_rows=50, batch_max_delay=1.0) as gw:
+    with running_gateway(store, [target], max_pending_rows=50, batch_linger=1.0) as gw:
         results: list[int] = []
 
         def post() -> None:

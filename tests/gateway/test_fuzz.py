@@ -45,7 +45,7 @@ def fuzz_gateway(store: Store) -> Iterator[tuple[RunningGateway, str]]:
                                                                 "ActivityAuditLog"]}]}])
     channel = Channel("fuzz", "app", "fuzz-token", ("all",))
     with running_gateway(store, [entry], channels={"fuzz/app": channel},
-                         batch_max_delay=0.01) as gw:
+                         batch_linger=0.01) as gw:
         yield gw, table
 
 

@@ -34,7 +34,11 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from trail_operator.store.client import Store
 
     settings = Settings.from_env()
-    load_kube_credentials()
+    try:
+        load_kube_credentials()
+    except Exception as exc:  # the audit webhook needs no API access; channels do
+        print(f"trailctl gateway: no Kubernetes credentials ({exc}); PutAuditEvents channels "
+              "cannot be resolved", file=sys.stderr)
     asyncio.run(run_gateway(settings, GatewayConfig.from_env(),
                             Store(settings.store_dsn, settings.store_database)))
     return 0

@@ -64,7 +64,7 @@ class Gateway:
         self.normalizer = AuditEventNormalizer(self.settings.cluster_name, self.settings.region)
         self.batcher = InsertBatcher(
             self.store, self.metrics, max_rows=self.config.batch_max_rows,
-            max_delay=self.config.batch_max_delay, max_pending_rows=self.config.max_pending_rows)
+            linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows)
         self._refresher: asyncio.Task[None] | None = None
 
     # lifecycle -------------------------------------------------------------

@@ -1,9 +1,12 @@
 """Batched, acknowledged inserts: a call is answered only once its rows are durable.
 
 Calls put their rows in a shared pending batch and wait; one flusher inserts
-the batch (one INSERT per table) when it reaches `max_rows` or is `max_delay`
-old, then wakes the waiters with the outcome. While a flush runs, new calls
-gather into the next batch, so the batch size grows with the load on its own.
+the batch (one INSERT per table), then wakes the waiters with the outcome.
+This is group commit: the flusher takes whatever is pending as soon as it is
+free (after at most `linger` seconds for company, or at once at `max_rows`),
+and while a flush runs new calls gather into the next batch. At low load a
+call waits for one small insert; under load the batches grow by themselves,
+so inserts stay few and large without a fixed delay on every call.
 Pending rows are bounded: past `max_pending_rows` a call is refused at once
 (the sender retries later) instead of growing memory without bound.
 """
@@ -62,13 +65,13 @@ class _Batch:
 class InsertBatcher:
     def __init__(
         self, store: Store, metrics: GatewayMetrics, *, max_rows: int = 10_000,
-        max_delay: float = 0.5, max_pending_rows: int = 200_000,
+        linger: float = 0.01, max_pending_rows: int = 200_000,
         recent_ids: RecentEventIds | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.max_rows = max_rows
-        self.max_delay = max_delay
+        self.linger = linger
         self.max_pending_rows = max_pending_rows
         self.recent_ids = recent_ids or RecentEventIds()
         self._batch = _Batch()
@@ -112,27 +115,26 @@ class InsertBatcher:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.waiters.append((future, frozenset(rows_by_table), event_ids))
         self.metrics.queue_depth.set(self.pending_rows)
-        if batch.rows >= self.max_rows:
-            self._wake.set()
+        self._wake.set()
         await future
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.max_delay)
-            self._wake.clear()
             batch = self._batch
-            if batch.rows:
-                age = time.monotonic() - batch.started
-                if batch.rows >= self.max_rows or age >= self.max_delay or self._closing:
-                    self._batch = _Batch()
-                    await self._flush(batch)
-                else:
-                    # Not full and not old enough: wake again when it will be old enough.
-                    loop = asyncio.get_running_loop()
-                    loop.call_later(self.max_delay - age, self._wake.set)
-            if self._closing and not self._batch.rows:
-                return
+            if not batch.rows:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            wait = self.linger - (time.monotonic() - batch.started)
+            if wait > 0 and batch.rows < self.max_rows and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                self._wake.clear()
+                continue
+            self._batch = _Batch()
+            await self._flush(batch)
 
     async def _flush(self, batch: _Batch) -> None:
         self._in_flight_rows = batch.rows

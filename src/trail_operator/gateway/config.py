@@ -22,7 +22,8 @@ class GatewayConfig:
     audit_token: str | None = None
     max_audit_body_bytes: int = 64 * 1024 * 1024
     batch_max_rows: int = 10_000
-    batch_max_delay: float = 0.5
+    # Seconds a batch may wait for more rows while the store is idle.
+    batch_linger: float = 0.01
     max_pending_rows: int = 200_000
     routes_refresh_seconds: float = 1.0
 

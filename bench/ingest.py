@@ -1,0 +1,304 @@
+"""Ingest throughput and latency of one gateway process, against the engine's own insert limit.
+
+Issue 3's figures, measured in one run on the same engine:
+  (a) end-to-end events/s: EventLists of 100 and of 1000 posted over HTTP to one
+      gateway process (`trailctl gateway`), routed to 3 stores with different selectors;
+  (b) the store's own limit: the same routed records inserted straight into the same
+      engine with INSERT ... FORMAT JSONEachRow, in batches as large as the gateway's;
+  (c) latency from POST to the record being queryable at a steady 1,000 events/s,
+      p50 and p99. The gateway answers only after the INSERT has committed, and a
+      committed insert is visible to queries at once, so the answer time is that latency;
+      the row counts are checked after the run.
+Goals: (a) >= 30,000 events/s and >= half of (b); (c) p99 < 2 s.
+
+The gateway runs in its own process (chDB allows one process per data path), so the
+phases that touch the store directly run in short-lived child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from events.audit_samples import sample_events  # noqa: E402
+from sandbox_harness import report  # noqa: E402
+from trail_operator.events.k8s_audit import AuditEventNormalizer  # noqa: E402
+from trail_operator.gateway.routing import build_routes, tables_for  # noqa: E402
+from trail_operator.sandbox.controlplane import free_port  # noqa: E402
+from trail_operator.store.catalog import StoreEntry  # noqa: E402
+
+TOKEN = "bench-audit-token"
+NAMESPACES = [f"team-{i}" for i in range(10)]
+READS = {"get", "list", "watch"}
+
+
+def store_entries(suffix: str = "") -> list[StoreEntry]:
+    return [
+        StoreEntry(uid=f"history{suffix}", namespace="trail-system", name=f"history{suffix}",
+                   table=f"bench_history{suffix}", retention_days=90, all_namespaces=True),
+        StoreEntry(uid=f"data{suffix}", namespace="trail-system", name=f"data{suffix}",
+                   table=f"bench_data{suffix}", retention_days=30, all_namespaces=True,
+                   selectors=[{"name": "data", "fieldSelectors": [
+                       {"field": "eventCategory", "equals": ["Data"]}]}]),
+        StoreEntry(uid=f"writes{suffix}", namespace="team-0", name=f"writes{suffix}",
+                   table=f"bench_writes{suffix}", retention_days=30,
+                   selectors=[{"name": "writes", "fieldSelectors": [
+                       {"field": "readOnly", "equals": ["false"]}]}]),
+    ]
+
+
+def realistic_events(count: int) -> list[dict[str, Any]]:
+    """Captured shapes, at the levels the shipped policy logs them, with fresh IDs."""
+    shapes = []
+    for event in sample_events():
+        if event.get("stage") not in ("ResponseComplete", "Panic"):
+            continue
+        shaped = copy.deepcopy(event)
+        shaped.pop("responseObject", None)
+        if shaped.get("verb") in READS or (shaped.get("objectRef") or {}).get(
+                "resource") in ("secrets", "configmaps"):
+            shaped.pop("requestObject", None)
+            shaped["level"] = "Metadata"
+        shapes.append(shaped)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime())
+    events = []
+    for index in range(count):
+        event = copy.copy(shapes[index % len(shapes)])
+        event["auditID"] = str(uuid.uuid4())
+        event["requestReceivedTimestamp"] = event["stageTimestamp"] = \
+            f"{now}{index % 1_000_000:06d}Z"
+        ref = event.get("objectRef")
+        if ref and ref.get("namespace"):
+            event["objectRef"] = {**ref, "namespace": NAMESPACES[index % len(NAMESPACES)]}
+        events.append(event)
+    return events
+
+
+def event_lists(events: list[dict[str, Any]], size: int) -> list[bytes]:
+    return [
+        orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+                      "items": events[i:i + size]})
+        for i in range(0, len(events), size)
+    ]
+
+
+# -- child phases (own the chDB path while they run) -------------------------------
+
+def phase_setup(dsn: str) -> None:
+    from trail_operator.store.catalog import ensure_catalog, upsert_entry
+    from trail_operator.store.client import Store
+    from trail_operator.store.ddl import TableSpec
+    from trail_operator.store.tables import ensure_table
+
+    store = Store(dsn, "trail")
+    ensure_catalog(store)
+    for entry in store_entries() + store_entries("_direct"):
+        ensure_table(store, TableSpec("trail", entry.table, entry.retention_days))
+        if not entry.uid.endswith("_direct"):
+            upsert_entry(store, entry)
+
+
+def phase_direct(dsn: str, count: int) -> None:
+    """(b): route and serialize before the clock starts, then time only the inserts."""
+    from trail_operator.store.client import Store
+
+    normalizer = AuditEventNormalizer("bench", "bench-1")
+    routes, _ = build_routes(store_entries("_direct"))
+    rows: dict[str, list[bytes]] = {}
+    for body in event_lists(realistic_events(count), 1000):
+        records, _ = normalizer.normalize_list(orjson.loads(body))
+        for record in records:
+            data = orjson.dumps(record)
+            for table in tables_for(routes, record):
+                rows.setdefault(table, []).append(data)
+    store = Store(dsn, "trail")
+    batch = 10_000
+    chunks = [(table, b"\n".join(lines[i:i + batch]))
+              for table, lines in rows.items() for i in range(0, len(lines), batch)]
+    start = time.perf_counter()
+    for table, chunk in chunks:
+        store.insert_json_each_row(table, chunk)
+    elapsed = time.perf_counter() - start
+    counts = {table: store.rows(f"SELECT count() FROM trail.`{table}`")[0][0] for table in rows}
+    print(orjson.dumps({"events": count, "seconds": elapsed, "counts": counts}).decode())
+
+
+def phase_count(dsn: str) -> None:
+    from trail_operator.store.client import Store
+
+    store = Store(dsn, "trail")
+    counts = {e.table: store.rows(f"SELECT count() FROM trail.`{e.table}`")[0][0]
+              for e in store_entries()}
+    print(orjson.dumps(counts).decode())
+
+
+def child(phase: str, dsn: str, *extra: str) -> str:
+    result = subprocess.run([sys.executable, __file__, "--phase", phase, "--dsn", dsn, *extra],
+                            check=True, capture_output=True, text=True)
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+
+# -- the load generator --------------------------------------------------------------
+
+async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            while True:
+                async with session.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    if answer.status == 200:
+                        break
+                    if answer.status not in (429, 503):
+                        raise RuntimeError(f"gateway answered {answer.status}")
+                await asyncio.sleep(0.05)
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+
+async def steady_latency(url: str, bodies: list[bytes], per_second: int,
+                         batch: int) -> list[float]:
+    """Post one EventList every batch/per_second seconds; record each call's latency."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    interval = batch / per_second
+    latencies: list[float] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def one(body: bytes) -> None:
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as answer:
+                await answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"gateway answered {answer.status}")
+            latencies.append(time.perf_counter() - start)
+
+        tasks = []
+        begin = time.perf_counter()
+        for index, body in enumerate(bodies):
+            delay = begin + index * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gateway not ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--phase", default="main")
+    parser.add_argument("--dsn")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    if args.phase == "setup":
+        return phase_setup(args.dsn)
+    if args.phase == "direct":
+        return phase_direct(args.dsn, args.events)
+    if args.phase == "count":
+        return phase_count(args.dsn)
+
+    with tempfile.TemporaryDirectory(prefix="trail-ingest-") as tmp:
+        dsn = f"chdb://{tmp}/ch"
+        child("setup", dsn)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
+               "TRAIL_GATEWAY_AUDIT_TOKEN": TOKEN, "TRAIL_CLUSTER_NAME": "bench",
+               "KUBECONFIG": "/nonexistent"}
+        gateway = subprocess.Popen([sys.executable, "-m", "trail_operator.cli.main", "gateway"],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_ready(url)
+            events = realistic_events(args.events)
+            half = len(events) // 2
+            bodies_100 = event_lists(events[:half], 100)
+            bodies_1000 = event_lists(events[half:], 1000)
+            seconds_100 = asyncio.run(post_all(f"{url}/k8s-audit", bodies_100,
+                                               args.concurrency))
+            seconds_1000 = asyncio.run(post_all(f"{url}/k8s-audit", bodies_1000,
+                                                args.concurrency))
+            steady = realistic_events(30_000)
+            latencies = asyncio.run(steady_latency(f"{url}/k8s-audit",
+                                                   event_lists(steady, 100), 1000, 100))
+        finally:
+            gateway.send_signal(signal.SIGINT)
+            try:
+                gateway.wait(30)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+        stored = orjson.loads(child("count", dsn))
+        direct = orjson.loads(child("direct", dsn, "--events", str(args.events)))
+
+    rate_100 = half / seconds_100
+    rate_1000 = (len(events) - half) / seconds_1000
+    rate_direct = direct["events"] / direct["seconds"]
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    expected = {f"bench_{name}": count for name, count in
+                ((k.removeprefix("bench_").removesuffix("_direct"), v)
+                 for k, v in direct["counts"].items())}
+    print(f"rows stored by the gateway: {stored}")
+    print(f"rows of the same events inserted directly: {direct['counts']}")
+    for table, count in expected.items():
+        # The gateway also stored the 30,000 latency events; it must hold at least as many.
+        if stored[table] < count:
+            raise SystemExit(f"the gateway lost events in {table}: {stored[table]} < {count}")
+    report("ingest: one gateway process, 3 stores, chDB", {
+        "a_end_to_end_batches_of_100": {"value": rate_100, "unit": "events/s",
+                                        "limit": 30000, "ratio": rate_100 / 30000},
+        "a_end_to_end_batches_of_1000": {"value": rate_1000, "unit": "events/s",
+                                         "limit": 30000, "ratio": rate_1000 / 30000},
+        "b_engine_direct_insert": {"value": rate_direct, "unit": "events/s"},
+        "a_over_b_batches_of_1000": {"value": rate_1000 / rate_direct, "unit": "ratio",
+                                     "limit": 0.5, "ratio": rate_1000 / rate_direct / 0.5},
+        "a_over_b_batches_of_100": {"value": rate_100 / rate_direct, "unit": "ratio",
+                                    "limit": 0.5, "ratio": rate_100 / rate_direct / 0.5},
+        "c_latency_p50_at_1000_per_s": {"value": p50, "unit": "s"},
+        "c_latency_p99_at_1000_per_s": {"value": p99, "unit": "s", "limit": 2.0,
+                                        "ratio": p99 / 2.0},
+    })
+
+
+if __name__ == "__main__":
+    main()
