@@ -9,7 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
-from audit_samples import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.audit_samples import (
     APPLY_SECRET,
     CREATE_DEPLOYMENT,
     CREATE_TOKEN_REQUEST,
@@ -39,9 +42,6 @@ from audit_samples import (
     event_list,
     sample_events,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from trail_operator.events.k8s_audit import (
     LAST_APPLIED_ANNOTATION,
     REDACTED,
@@ -290,6 +290,19 @@ def test_event_name_for_request_shapes(
     event = request(verb, resource, group=group, subresource=subresource)
 
     assert record_of(normalizer, event)["eventName"] == name
+
+
+def test_names_no_kubernetes_resource_can_have_are_not_named_one_by_one(
+    normalizer: AuditEventNormalizer,
+) -> None:
+    # Requests for resources that do not exist are audited too, URL and all.
+    resource = "a" * 100_000
+    event = request("get", resource, group="example.com", subresource="b" * 64)
+
+    record = record_of(normalizer, event)
+
+    assert record["eventName"] == "GetInvalidResourceInvalidSubresource"
+    assert record["resources"][0]["type"] == f"{resource}/{'b' * 64}"
 
 
 @pytest.mark.parametrize(

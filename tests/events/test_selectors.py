@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from audit_samples import (
+
+from events.audit_samples import (
     APPLY_SECRET,
     CREATE_DEPLOYMENT,
     EXEC_POD,
@@ -18,7 +19,6 @@ from audit_samples import (
     WATCH_PODS,
     sample_events,
 )
-
 from trail_operator.events.k8s_audit import AuditEventNormalizer
 from trail_operator.events.record import Record
 from trail_operator.events.selectors import (

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from trail_operator.events.k8s_names import (
+    ResourcePath,
     Route,
     http_error_code,
     non_resource_route,
@@ -64,8 +65,10 @@ IDENTITY_UNKNOWN: Final = "Unknown"
 
 # Caches are keyed by request shape; the shapes a cluster uses number in the
 # hundreds, but resource names and paths are caller-chosen (a request for a
-# resource that does not exist is still audited), so the caches are bounded.
+# resource that does not exist is still audited, even unauthenticated), so
+# the caches are bounded in entries and in key size.
 _CACHE_LIMIT: Final = 4096
+_CACHEABLE_KEY_LENGTH: Final = 512
 _UUID_CHARS: Final = frozenset("0123456789abcdefABCDEF-")
 # Kinds whose bodies may carry secret values whatever the request addressed
 # (a generic List may hold Secrets), and the list kinds to look into.
@@ -110,7 +113,7 @@ class AuditEventNormalizer:
         self._cluster = cluster_name
         self._region = region
         self._routes: dict[tuple[str, str, str, str], Route] = {}
-        self._path_routes: dict[tuple[str, str], tuple[Route, Any]] = {}
+        self._path_routes: dict[tuple[str, str], tuple[Route, ResourcePath | None]] = {}
 
     def normalize_list(self, body: object) -> tuple[list[Record], list[AuditRejection]]:
         """Records for the final-stage events of an EventList, and the items refused.
@@ -229,7 +232,7 @@ class AuditEventNormalizer:
 
         request_object = event.get("requestObject")
         response_object = event.get("responseObject")
-        # Only core `secrets` bodies may lack a `kind` (patches, partial objects).
+        # Any body of a request to core `secrets` is Secret content, whatever its shape.
         secret_context = resource == "secrets" and not group
         if request_object is not None:
             request_object = _redact(request_object, secret_context)
@@ -334,12 +337,13 @@ class AuditEventNormalizer:
         assert isinstance(resource, str)
         assert isinstance(sub, str)
         route = resource_route(verb, group, resource, sub)
-        if len(self._routes) >= _CACHE_LIMIT:
-            self._routes.clear()
-        self._routes[(verb, group, resource, sub)] = route
+        if len(verb) + len(group) + len(resource) + len(sub) <= _CACHEABLE_KEY_LENGTH:
+            if len(self._routes) >= _CACHE_LIMIT:
+                self._routes.clear()
+            self._routes[(verb, group, resource, sub)] = route
         return route
 
-    def _uri_route(self, verb: str, uri: str) -> tuple[Route, Any]:
+    def _uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath | None]:
         path = uri.partition("?")[0]
         cached = self._path_routes.get((verb, path))
         if cached is None:
@@ -349,9 +353,10 @@ class AuditEventNormalizer:
             else:
                 route = resource_route(verb, parsed.api_group, parsed.resource, parsed.subresource)
             cached = (route, parsed)
-            if len(self._path_routes) >= _CACHE_LIMIT:
-                self._path_routes.clear()
-            self._path_routes[(verb, path)] = cached
+            if len(verb) + len(path) <= _CACHEABLE_KEY_LENGTH:
+                if len(self._path_routes) >= _CACHE_LIMIT:
+                    self._path_routes.clear()
+                self._path_routes[(verb, path)] = cached
         return cached
 
     def _event_id(self, audit_id: str, received: str) -> str:

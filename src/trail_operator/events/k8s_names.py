@@ -185,6 +185,14 @@ _WORD_LIST: Final = """
     trigger trust udp user value vertical virtual volume wasm webhook workflow
 """
 _WORDS: Final = frozenset(_WORD_LIST.split())
+_LONGEST_WORD: Final = max(map(len, _WORDS))
+
+# Longest resource and group names Kubernetes accepts (a DNS-1035 label, a DNS
+# subdomain). Requests for resources that do not exist are audited too, with
+# whatever the caller put in the URL: longer names are not real resources and
+# are not worth naming (or segmenting) one by one.
+MAX_RESOURCE_LENGTH: Final = 63
+MAX_GROUP_LENGTH: Final = 253
 
 
 class Route(NamedTuple):
@@ -208,6 +216,7 @@ def event_source(api_group: str) -> str:
     (`apps.k8s.io`), and a dotted group as it is (`rbac.authorization.k8s.io`)."""
     if not api_group:
         return CORE_EVENT_SOURCE
+    api_group = api_group[:MAX_GROUP_LENGTH]
     if "." in api_group:
         return api_group
     return f"{api_group}.{CORE_EVENT_SOURCE}"
@@ -237,7 +246,7 @@ def _segment(word: str) -> str:
     best: list[list[str] | None] = [None] * (n + 1)
     best[0] = []
     for end in range(1, n + 1):
-        for start in range(end):
+        for start in range(max(0, end - _LONGEST_WORD), end):
             head = best[start]
             piece = word[start:end]
             if head is not None and piece in _WORDS:
@@ -256,11 +265,18 @@ def kind_for_resource(resource: str) -> str:
     known = WELL_KNOWN_KINDS.get(resource)
     if known is not None:
         return known
+    if len(resource) > MAX_RESOURCE_LENGTH:
+        return "InvalidResource"
     return camel_case(singularize(resource))
 
 
 def subresource_name(subresource: str) -> str:
-    return _SUBRESOURCES.get(subresource) or camel_case(subresource)
+    known = _SUBRESOURCES.get(subresource)
+    if known is not None:
+        return known
+    if len(subresource) > MAX_RESOURCE_LENGTH:
+        return "InvalidSubresource"
+    return camel_case(subresource)
 
 
 def resource_route(verb: str, api_group: str, resource: str, subresource: str) -> Route:

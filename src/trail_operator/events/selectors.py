@@ -45,9 +45,16 @@ FIELDS: Final = (
     "errorCode",
     "sourceIPAddress",
 )
+OPERATORS: Final = (
+    "equals",
+    "notEquals",
+    "startsWith",
+    "notStartsWith",
+    "endsWith",
+    "notEndsWith",
+)
 POSITIVE_OPERATORS: Final = ("equals", "startsWith", "endsWith")
 NEGATIVE_OPERATORS: Final = ("notEquals", "notStartsWith", "notEndsWith")
-OPERATORS: Final = (*POSITIVE_OPERATORS, *NEGATIVE_OPERATORS)
 # Fields that only make sense compared whole, and the operators they take.
 EQUALITY_ONLY_FIELDS: Final = ("readOnly",)
 SELECTOR_KEYS: Final = ("name", "fieldSelectors")
