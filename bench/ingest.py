@@ -229,6 +229,7 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--profile", help="write py-spy collapsed stacks of the gateway here")
     args = parser.parse_args()
     if args.phase == "setup":
         return phase_setup(args.dsn)
@@ -245,8 +246,13 @@ def main() -> None:
         env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
                "TRAIL_GATEWAY_AUDIT_TOKEN": TOKEN, "TRAIL_CLUSTER_NAME": "bench",
                "KUBECONFIG": "/nonexistent"}
-        gateway = subprocess.Popen([sys.executable, "-m", "trail_operator.cli.main", "gateway"],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [sys.executable, "-m", "trail_operator.cli.main", "gateway"]
+        if args.profile:
+            # py-spy's collapsed stacks of the gateway, to find what to make faster.
+            command = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                       "-o", args.profile, "--", *command]
+        gateway = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
         try:
             wait_ready(url)
             events = realistic_events(args.events)

@@ -8,6 +8,7 @@ ClickHouse server each can run alone with the same code.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 from typing import Any
@@ -25,6 +26,19 @@ from trail_operator.store.catalog import ensure_catalog
 from trail_operator.store.client import Store
 
 Flag = threading.Event | asyncio.Event
+
+
+def tune_gc_for_ingest() -> None:
+    """Keep the cyclic garbage collector off the ingest hot path.
+
+    Each audit batch allocates tens of thousands of short-lived dicts and lists;
+    with the default thresholds the collector runs every 700 allocations and
+    rescans survivors, which measured as two thirds of the time spent parsing.
+    Those trees hold no cycles (reference counting frees them), so: freeze what
+    start-up created, and collect young objects rarely.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 def load_kube_credentials() -> None:
@@ -50,6 +64,7 @@ async def run_gateway(settings: Settings, config: GatewayConfig, store: Store,
     await asyncio.to_thread(ensure_catalog, store)
     server = GatewayServer(Gateway(config, settings, store))
     await server.start()
+    tune_gc_for_ingest()
     if ready_flag is not None:
         ready_flag.set()
     try:
@@ -64,6 +79,7 @@ async def run_all_in_one(settings: Settings, config: GatewayConfig, store: Store
     await asyncio.to_thread(ensure_catalog, store)
     server = GatewayServer(Gateway(config, settings, store))
     await server.start()
+    tune_gc_for_ingest()
     try:
         await run_operator(settings, store, stop_flag=stop_flag, ready_flag=ready_flag)
     finally:

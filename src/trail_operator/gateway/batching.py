@@ -1,12 +1,13 @@
 """Batched, acknowledged inserts: a call is answered only once its rows are durable.
 
-Calls put their rows in a shared pending batch and wait; one flusher inserts
+Calls put their rows in a shared pending batch and wait; a flusher inserts
 the batch (one INSERT per table), then wakes the waiters with the outcome.
-This is group commit: the flusher takes whatever is pending as soon as it is
-free (after at most `linger` seconds for company, or at once at `max_rows`),
-and while a flush runs new calls gather into the next batch. At low load a
-call waits for one small insert; under load the batches grow by themselves,
-so inserts stay few and large without a fixed delay on every call.
+This is group commit: the flusher takes whatever is pending as soon as an
+insert slot is free (after at most `linger` seconds for company, or at once
+at `max_rows`), and while inserts run new calls gather into the next batch.
+Up to `max_concurrent_flushes` batches are inserted at once, one per store
+client. At low load a call waits for one small insert; under load batches
+grow by themselves, so inserts stay few and large with no fixed delay.
 Pending rows are bounded: past `max_pending_rows` a call is refused at once
 (the sender retries later) instead of growing memory without bound.
 """
@@ -65,13 +66,15 @@ class _Batch:
 class InsertBatcher:
     def __init__(
         self, store: Store, metrics: GatewayMetrics, *, max_rows: int = 10_000,
-        linger: float = 0.01, max_pending_rows: int = 200_000,
+        linger: float = 0.01, max_pending_rows: int = 200_000, max_concurrent_flushes: int = 2,
         recent_ids: RecentEventIds | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.max_rows = max_rows
         self.linger = linger
+        # As many as the store has clients: more would only queue for one.
+        self.max_concurrent_flushes = max(1, min(max_concurrent_flushes, store.pool_size))
         self.max_pending_rows = max_pending_rows
         self.recent_ids = recent_ids or RecentEventIds()
         self._batch = _Batch()
@@ -119,13 +122,18 @@ class InsertBatcher:
         await future
 
     async def _run(self) -> None:
+        flushing: set[asyncio.Task[None]] = set()
         while True:
             batch = self._batch
             if not batch.rows:
                 if self._closing:
-                    return
+                    break
                 await self._wake.wait()
                 self._wake.clear()
+                continue
+            if len(flushing) >= self.max_concurrent_flushes:
+                # Every insert slot is busy: let the batch grow until one frees up.
+                _, flushing = await asyncio.wait(flushing, return_when=asyncio.FIRST_COMPLETED)
                 continue
             wait = self.linger - (time.monotonic() - batch.started)
             if wait > 0 and batch.rows < self.max_rows and not self._closing:
@@ -134,10 +142,14 @@ class InsertBatcher:
                 self._wake.clear()
                 continue
             self._batch = _Batch()
-            await self._flush(batch)
+            self._in_flight_rows += batch.rows
+            task = asyncio.create_task(self._flush(batch))
+            flushing.add(task)
+            task.add_done_callback(flushing.discard)
+        if flushing:
+            await asyncio.wait(flushing)
 
     async def _flush(self, batch: _Batch) -> None:
-        self._in_flight_rows = batch.rows
         failed: dict[str, str] = {}
         try:
             for table, chunks in batch.chunks.items():
@@ -149,7 +161,7 @@ class InsertBatcher:
                     failed[table] = str(exc)
                     self.metrics.insert_failures.labels(table).inc()
         finally:
-            self._in_flight_rows = 0
+            self._in_flight_rows -= batch.rows
             self.metrics.queue_depth.set(self.pending_rows)
         self.metrics.batch_latency.observe(time.monotonic() - batch.started)
         for future, tables, event_ids in batch.waiters:

@@ -31,7 +31,18 @@ what was checked is what runs. Trino SQL is translated by `query.trino`.
 Limits (`QUERY_LIMIT_SETTINGS`) ride in the query's own SETTINGS clause, not
 in the client's settings: on chDB the client applies per-call settings with
 `SET` and restores them afterwards, and a `readonly` applied that way could
-not be restored and would leave the shared session read-only.
+not be restored and would leave the shared session read-only. `readonly = 1`
+(not 2) works there because nothing else needs changing during the query.
+
+Results come back in `FORMAT JSONCompact`: values are JSON already (times
+ISO 8601 with `Z`), the column types come with them, and the body carries
+the engine's own `statistics` (rows and bytes read, elapsed), which is where
+`QueryStats` comes from. The driver's query summary would do for chDB, but
+over HTTP its header is sent before the query ends unless the server is
+asked to buffer the whole result; the JSON statistics are complete in both
+layouts. A page is the checked query wrapped in `LIMIT page_size + 1
+OFFSET ...` (one extra row says whether there is another page), so each
+page re-runs the query: pages are stable when the query has an ORDER BY.
 """
 
 from __future__ import annotations
@@ -73,10 +84,12 @@ QUERY_LIMIT_SETTINGS: Final[Mapping[str, int | str]] = {
 }
 
 # Settings that make the engine behave as the dialect expects. Every query
-# runs in UTC, as CloudTrail Lake does; Trino's outer joins produce NULLs.
+# runs in UTC, as CloudTrail Lake does. For Trino: outer joins produce NULLs,
+# and a name means the column even where a SELECT alias has the same name
+# (`date_trunc('hour', eventTime) AS eventTime ... GROUP BY date_trunc(...)`).
 DIALECT_SETTINGS: Final[Mapping[str, Mapping[str, int | str]]] = {
     "clickhouse": {"session_timezone": "UTC"},
-    "trino": {"session_timezone": "UTC", "join_use_nulls": 1},
+    "trino": {"session_timezone": "UTC", "join_use_nulls": 1, "prefer_column_name_to_alias": 1},
 }
 
 # Statements refused by their first keyword.
@@ -142,10 +155,10 @@ LIMIT_ERRORS: Final[Mapping[str, str]] = {
     "TIMEOUT_EXCEEDED": "the query ran longer than {max_execution_time} s; " + _NARROW,
     "TOO_SLOW": "the query would run longer than {max_execution_time} s; " + _NARROW,
     "TOO_MANY_ROWS": "the query would read more than {max_rows_to_read} rows; " + _NARROW,
-    "TOO_MANY_BYTES": "the query would read more than {max_bytes_to_read} bytes; " + _NARROW,
+    "TOO_MANY_BYTES": "the query would read more than {max_bytes_to_read}; " + _NARROW,
     "TOO_MANY_ROWS_OR_BYTES": "the result is larger than {max_result_rows} rows or"
-    " {max_result_bytes} bytes; select fewer rows or columns",
-    "MEMORY_LIMIT_EXCEEDED": "the query needs more than {max_memory_usage} bytes of memory;"
+    " {max_result_bytes}; select fewer rows or columns",
+    "MEMORY_LIMIT_EXCEEDED": "the query needs more than {max_memory_usage} of memory;"
     " group by fewer keys, select fewer columns, or " + _NARROW,
     "TOO_BIG_AST": "the query is too large; simplify it",
     "TOO_DEEP_AST": "the query is nested too deeply; simplify it",
@@ -293,14 +306,16 @@ def _prepare(
     _check_statements(tokens)
     sql = _quote_bare_uuid_tables(sql, tokens, dialect)
     tree: exp.Expr = _parse_one_query(sql, dialect)
-    _check_query_shape(tree)
+    # Trino's `(VALUES ...) AS t(a)` becomes a UNION of SELECTs; the check of
+    # the generated SQL refuses any VALUES that is left.
+    _check_query_shape(tree, values_are_a_table_function=dialect == "clickhouse")
     if dialect == "trino":
         try:
             tree = to_clickhouse(tree)
         except TranslationError as exc:
             raise QueryRejectedError(f"cannot translate this Trino SQL: {exc}") from None
-    _check_functions(tree)
     tables = _resolve_tables(tree, resolve_table, database)
+    _check_functions(tree)
     try:
         generated = tree.sql(
             dialect="clickhouse", comments=False, unsupported_level=ErrorLevel.RAISE
@@ -433,7 +448,9 @@ def _parse_one_query(sql: str, dialect: Dialect) -> exp.Query:
     except ParseError as exc:
         detail = exc.errors[0] if exc.errors else {}
         line, column = detail.get("line"), detail.get("col")
-        description = detail.get("description") or "cannot parse the query"
+        description = re.sub(
+            r"<class '[\w.]+\.(\w+)'>", r"\1", detail.get("description") or "cannot parse"
+        )
         near = detail.get("highlight")
         suffix = f" (near {near!r})" if near else ""
         raise QuerySyntaxError(
@@ -473,7 +490,7 @@ _REFUSED_NODES: Final = tuple(
 )  # fmt: skip
 
 
-def _check_query_shape(tree: exp.Expr) -> None:
+def _check_query_shape(tree: exp.Expr, values_are_a_table_function: bool) -> None:
     for node in tree.walk():
         if isinstance(node, _REFUSED_NODES):
             raise QueryRejectedError(
@@ -497,6 +514,11 @@ def _check_query_shape(tree: exp.Expr) -> None:
             )
         if isinstance(node, exp.In):
             _check_in(node)
+        if isinstance(node, exp.Values) and values_are_a_table_function:
+            # ClickHouse runs VALUES rows as the `values` table function.
+            raise QueryRejectedError(
+                "table function values() is refused: a query can read only event data stores"
+            )
 
 
 def _check_in(node: exp.In) -> None:
@@ -514,19 +536,45 @@ def _check_in(node: exp.In) -> None:
 # --- functions ----------------------------------------------------------------
 
 
-def _function_name(node: exp.Func) -> str:
+def _typed_refusals() -> dict[type[exp.Expr], tuple[str, str]]:
+    """sqlglot classes that refused names parse into (`version()` is CurrentVersion).
+
+    Names are checked on the parsed tree, and sqlglot turns some function
+    names into their own expression classes instead of Anonymous; this finds
+    those classes by parsing each refused name once, as the ClickHouse check
+    of the final SQL will.
+    """
+    typed: dict[type[exp.Expr], tuple[str, str]] = {}
+    for name, reason in REFUSED_FUNCTIONS.items():
+        for arguments in ("", "'a'", "'a', 'b'", "'a', 'b', 'c'"):
+            try:
+                node = sqlglot.parse_one(f"SELECT {name}({arguments})", read="clickhouse")
+            except sqlglot.errors.SqlglotError:
+                continue
+            call = node.expressions[0] if isinstance(node, exp.Select) else None
+            if isinstance(call, exp.Func) and not isinstance(call, exp.Anonymous):
+                typed[type(call)] = (name, reason)
+            break
+    return typed
+
+
+_TYPED_REFUSALS: Final = _typed_refusals()
+
+
+def _refusal(node: exp.Func) -> tuple[str, str] | None:
+    """(name, reason) when calling `node` is refused."""
     if isinstance(node, exp.Anonymous):
-        return str(node.name)
-    generated = node.sql(dialect="clickhouse")
-    match = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", generated)
-    return match.group(1) if match else ""
+        name = str(node.name)
+        reason = _refusal_reason(name)
+        return (name, reason) if reason else None
+    return _TYPED_REFUSALS.get(type(node))
 
 
 def _check_functions(tree: exp.Expr) -> None:
     for node in tree.find_all(exp.Func):
-        name = _function_name(node)
-        reason = _refusal_reason(name)
-        if reason:
+        refusal = _refusal(node)
+        if refusal:
+            name, reason = refusal
             raise QueryRejectedError(f"function {name}() is refused: {reason}")
 
 
@@ -569,8 +617,10 @@ def _visible_ctes(node: exp.Expr) -> set[str]:
 
 def _table_function_name(table: exp.Table) -> str:
     target = table.this
+    if isinstance(target, exp.Anonymous):
+        return str(target.name)
     if isinstance(target, exp.Func):
-        return _function_name(target)
+        return str(target.sql_name())
     return target.sql(dialect="clickhouse") if isinstance(target, exp.Expr) else str(target)
 
 
@@ -620,7 +670,7 @@ def _verify_generated(sql: str, database: str, allowed: set[str]) -> None:
     """Parse the SQL about to run and check it again, against the resolved tables only."""
     try:
         tree = _parse_one_query(sql, "clickhouse")
-        _check_query_shape(tree)
+        _check_query_shape(tree, values_are_a_table_function=True)
         _check_functions(tree)
     except QueryError as exc:
         raise QueryRejectedError(f"the translated query failed its safety check: {exc}") from None
@@ -642,12 +692,12 @@ def _verify_generated(sql: str, database: str, allowed: set[str]) -> None:
 # --- running ------------------------------------------------------------------
 
 
-def _settings_clause(settings: Mapping[str, int | str]) -> str:
+def _settings_clause(settings: Mapping[str, int | float | str]) -> str:
     parts = []
     for name, value in settings.items():
         if not re.fullmatch(r"[a-z_]+", name):
             raise ValueError(f"bad setting name {name!r}")
-        if isinstance(value, int):
+        if isinstance(value, int | float):
             parts.append(f"{name} = {value}")
         else:
             escaped = value.replace("\\", "\\\\").replace("'", "\\'")
@@ -664,23 +714,27 @@ def _engine_error(message: str, prepared: PreparedQuery) -> QueryError:
     names = _ERROR_NAME.findall(first_line)
     name = names[-1] if names else ""
     if name in LIMIT_ERRORS:
-        limits = {k: _human(v) for k, v in QUERY_LIMIT_SETTINGS.items()}
+        limits = {k: _describe_limit(k, v) for k, v in QUERY_LIMIT_SETTINGS.items()}
         advice = LIMIT_ERRORS[name].format(**limits)
         return QueryLimitError(f"query limit reached ({name}): {advice}", name)
     if name == "SYNTAX_ERROR":
-        return QuerySyntaxError(f"syntax error: {text}")
+        # Positions refer to the SQL as translated, so show that SQL.
+        where = text.split(" (line ", 1)[0]
+        return QuerySyntaxError(f"{where}, in the query as run: {prepared.sql}")
     if name == "READONLY":
         return QueryRejectedError(f"the query tried to change something: {text}")
     return QueryExecutionError(text)
 
 
-def _human(value: int | str) -> str:
-    if isinstance(value, int) and value >= 1024**2 and value % 1024**2 == 0:
-        gib, mib = value / 1024**3, value // 1024**2
-        return f"{gib:g} GiB" if value % 1024**3 == 0 else f"{mib} MiB"
-    if isinstance(value, int) and value >= 1_000_000:
-        return f"{value:,}"
-    return str(value)
+def _describe_limit(name: str, value: int | str) -> str:
+    if not isinstance(value, int):
+        return str(value)
+    if name.endswith("_bytes") or name.endswith("bytes_to_read") or name == "max_memory_usage":
+        for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+            if value >= size:
+                return f"{value / size:g} {unit}"
+        return f"{value} bytes"
+    return f"{value:,}"
 
 
 def _with_refs(text: str, tables: Iterable[ResolvedTable], database: str) -> str:

@@ -102,6 +102,8 @@ _SCALAR_JSON_TYPES: Final = ("Int64", "UInt64", "Double", "Bool")
 def to_clickhouse(tree: exp.Expr) -> exp.Expr:
     """Rewrite a parsed Trino query (in place) so that sqlglot's ClickHouse output is right."""
     _canonicalize_identifiers(tree)
+    tree = _order_whole_set_operations(tree)
+    _name_result_columns(tree)
     for select in list(tree.find_all(exp.Select)):
         _unnest_to_array_join(select)
     # Children before parents, so a rewrite sees (and copies) rewritten arguments.
@@ -147,7 +149,7 @@ def _resolve_field(column: exp.Column) -> _Field | None:
 def _canonicalize_identifiers(tree: exp.Expr) -> None:
     declared: dict[str, str] = {}
     for node in tree.find_all(exp.Alias, exp.TableAlias, exp.CTE):
-        alias = node.args.get("alias")
+        alias = node.this if isinstance(node, exp.TableAlias) else node.args.get("alias")
         if isinstance(alias, exp.TableAlias):
             alias = alias.this
         if isinstance(alias, exp.Identifier):
@@ -183,6 +185,41 @@ def _canonicalize_identifiers(tree: exp.Expr) -> None:
             and identifier.name.lower() in declared
         ):
             identifier.set("this", declared[identifier.name.lower()])
+
+
+def _order_whole_set_operations(tree: exp.Expr) -> exp.Expr:
+    """`a UNION b ORDER BY x LIMIT n` orders the union in Trino, only `b` in ClickHouse."""
+    for node in reversed(list(tree.find_all(exp.SetOperation))):
+        modifiers = {key: node.args.get(key) for key in ("order", "limit", "offset")}
+        if not any(modifiers.values()):
+            continue
+        inner = node.copy()
+        for key in modifiers:
+            inner.set(key, None)
+        outer = exp.Select(expressions=[exp.Star()]).from_(exp.Subquery(this=inner), copy=False)
+        for key, value in modifiers.items():
+            if value is not None:
+                outer.set(key, value)
+        if node is tree:
+            tree = outer
+        else:
+            node.replace(outer)
+    return tree
+
+
+def _name_result_columns(tree: exp.Expr) -> None:
+    """Name unnamed result columns as Trino does (`_col0`, ...), not by their ClickHouse text."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select):
+        return
+    for index, expression in enumerate(select.expressions):
+        # Columns keep their ClickHouse names: an alias named like a column
+        # would shadow that column elsewhere in a ClickHouse query.
+        if isinstance(expression, exp.Alias | exp.Star | exp.Column):
+            continue
+        expression.replace(exp.alias_(expression.copy(), f"_col{index}", quoted=True))
 
 
 # --- UNNEST -----------------------------------------------------------------
@@ -258,10 +295,10 @@ def _array_join_for(select: exp.Select, unnest: exp.Unnest, left: bool) -> exp.J
         if column.name in mapping and qualifier in ("", alias_name):
             if qualifier == "" and column.name == alias_name:
                 continue
-            column.replace(mapping[column.name].copy())
-        elif qualifier == alias_name and alias_name and alias_name in mapping:
-            # `r.name` where r is the element itself: keep the tuple access on r.
-            column.set("table", exp.to_identifier(alias_name, quoted=True))
+            replacement = mapping[column.name].copy()
+            if isinstance(column.parent, exp.Select) and column.arg_key == "expressions":
+                replacement = exp.alias_(replacement, column.name, quoted=True)
+            column.replace(replacement)
 
     return exp.Join(
         this=targets[0],
@@ -435,7 +472,7 @@ def _rewrite_node(node: exp.Expr) -> exp.Expr:
         return exp.Div(this=millis, expression=exp.Literal.number(1000))
     if isinstance(node, exp.SplitPart):
         parts = _call("splitByString", node.args["delimiter"], node.this)
-        return exp.Bracket(this=parts, expressions=[node.args["part_index"]])
+        return _call("arrayElement", parts, node.args["part_index"])
     if isinstance(node, exp.ParseJSON | exp.JSONFormat | exp.Encode | exp.Decode):
         # JSON is text in this store, and strings are bytes already.
         inner: exp.Expr = node.this
