@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("operator", help="run the Kopf operator").set_defaults(func=_cmd_operator)
     sub.add_parser("gateway", help="run the ingest gateway").set_defaults(func=_cmd_gateway)
+
+    from trail_operator.cli.commands import add_query_commands
+
+    add_query_commands(sub)
     return parser
 
 

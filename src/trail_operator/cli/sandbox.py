@@ -55,6 +55,9 @@ def up(data_dir: Path, gateway_port: int | None = None) -> None:
         os.environ["KUBECONFIG"] = str(plane.kubeconfig)
         load_kube_credentials()
         config = sandbox_gateway_config(plane)
+        from trail_operator.cli.client import write_gateway_file
+
+        write_gateway_file(data_dir, f"https://127.0.0.1:{config.port}", plane.pki.ca_cert)
         store = Store(settings.store_dsn, settings.store_database)
         print(
             "\ntrail-operator sandbox is up\n"

@@ -34,6 +34,7 @@ from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.routing import Route, build_routes, tables_for
 from trail_operator.store.catalog import StoreEntry, list_entries
 from trail_operator.store.client import Store
+from trail_operator.store.rows import encode_row
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,6 @@ class Gateway:
         ids: list[str] = []
         recent = self.batcher.recent_ids
         routes = self.routes
-        dumps = orjson.dumps
         for record in records:
             event_id = record["eventID"]
             if event_id in recent:
@@ -114,7 +114,7 @@ class Gateway:
             tables = tables_for(routes, record)
             if not tables:
                 continue
-            data = dumps(record)
+            data = encode_row(record)
             for table in tables:
                 rows.setdefault(table, []).append(data)
             ids.append(event_id)
@@ -214,7 +214,7 @@ class Gateway:
             if event_id in self.batcher.recent_ids:
                 self.metrics.duplicates.inc()
                 continue
-            data = orjson.dumps(event.record)
+            data = encode_row(event.record)
             for table in tables:
                 rows.setdefault(table, []).append(data)
             ids.append(event_id)
@@ -255,4 +255,7 @@ class Gateway:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_endpoint)
+        from trail_operator.gateway.query_api import query_routes  # it imports this module
+
+        app.add_routes(query_routes(self))
         return app

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.store.client import Store
+from trail_operator.store.rows import insert_rows
 
 
 class OverloadedError(RuntimeError):
@@ -154,8 +155,7 @@ class InsertBatcher:
         try:
             for table, chunks in batch.chunks.items():
                 try:
-                    await asyncio.to_thread(
-                        self.store.insert_json_each_row, table, b"\n".join(chunks))
+                    await asyncio.to_thread(insert_rows, self.store, table, chunks)
                     self.metrics.inserted.labels(table).inc(len(chunks))
                 except Exception as exc:  # any failure must fail the waiters, not the loop
                     failed[table] = str(exc)

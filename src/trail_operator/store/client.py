@@ -157,11 +157,17 @@ class Store:
 
     def insert_json_each_row(self, table: str, data: bytes, columns: Sequence[str] = ()) -> None:
         """Insert newline-separated JSON objects into `database.table`; durable on return."""
+        self.insert_json(table, data, columns)
+
+    def insert_json(self, table: str, data: bytes, columns: Sequence[str] = (),
+                    compact: bool = False) -> None:
+        """Insert JSON rows (objects, or arrays in `columns` order when `compact`)."""
         if not data:
             return
         self._run(
             "raw_insert", qualified(self.database, table), column_names=list(columns) or None,
-            insert_block=data, settings=dict(JSON_INSERT_SETTINGS), fmt="JSONEachRow",
+            insert_block=data, settings=dict(JSON_INSERT_SETTINGS),
+            fmt="JSONCompactEachRow" if compact else "JSONEachRow",
         )
 
     def ping(self) -> bool:
