@@ -401,3 +401,9 @@ def test_parse_lookup_time_accepts_iso_and_epoch() -> None:
     assert parse_lookup_time("2024-05-01") == datetime(2024, 5, 1, tzinfo=UTC)
     with pytest.raises(LookupRequestError, match="ISO 8601"):
         parse_lookup_time("yesterday")
+
+
+@pytest.mark.parametrize("text", ["1e20", "inf", "-1e300"])
+def test_out_of_range_epoch_times_are_refused_with_a_lookup_error(text: str) -> None:
+    with pytest.raises(LookupRequestError, match="out of range"):
+        parse_lookup_time(text)

@@ -134,6 +134,8 @@ def parse_lookup_time(text: str) -> datetime:
     stripped = text.strip()
     try:
         return datetime.fromtimestamp(float(stripped), tz=UTC)
+    except (OverflowError, OSError):
+        raise LookupRequestError(f"time {text!r} is out of range") from None
     except ValueError:
         pass
     try:
