@@ -65,7 +65,8 @@ class Gateway:
         self.normalizer = AuditEventNormalizer(self.settings.cluster_name, self.settings.region)
         self.batcher = InsertBatcher(
             self.store, self.metrics, max_rows=self.config.batch_max_rows,
-            linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows)
+            linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows,
+            max_concurrent_flushes=self.config.max_concurrent_flushes)
         self._refresher: asyncio.Task[None] | None = None
 
     # lifecycle -------------------------------------------------------------

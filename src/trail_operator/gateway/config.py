@@ -22,6 +22,8 @@ class GatewayConfig:
     audit_token: str | None = None
     max_audit_body_bytes: int = 64 * 1024 * 1024
     batch_max_rows: int = 10_000
+    # Inserts in flight at once (bounded by the store's client pool).
+    max_concurrent_flushes: int = 2
     # Seconds a batch may wait for more rows while the store is idle.
     batch_linger: float = 0.01
     max_pending_rows: int = 200_000
@@ -41,4 +43,7 @@ class GatewayConfig:
             tls_key=path("TRAIL_GATEWAY_TLS_KEY"),
             client_ca=path("TRAIL_GATEWAY_CLIENT_CA"),
             audit_token=env.get("TRAIL_GATEWAY_AUDIT_TOKEN") or None,
+            batch_linger=float(env.get("TRAIL_GATEWAY_BATCH_LINGER", cls.batch_linger)),
+            max_concurrent_flushes=int(env.get("TRAIL_GATEWAY_MAX_FLUSHES",
+                                               cls.max_concurrent_flushes)),
         )
