@@ -32,27 +32,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_harness import report  # noqa: E402
-from trail_operator.events.k8s_audit import identity_type  # noqa: E402
-from trail_operator.events.k8s_names import Route, non_resource_route, resource_route  # noqa: E402
-from trail_operator.events.record import EVENT_VERSION, TYPE_KUBERNETES_API_CALL  # noqa: E402
-from trail_operator.query.lookup import ATTRIBUTE_KEYS, LookupRequest, lookup  # noqa: E402
-from trail_operator.query.samples import (  # noqa: E402
+from sandbox_harness import report
+from trail_operator.events.k8s_audit import identity_type
+from trail_operator.events.k8s_names import Route, non_resource_route, resource_route
+from trail_operator.events.record import EVENT_VERSION, TYPE_KUBERNETES_API_CALL
+from trail_operator.query.lookup import ATTRIBUTE_KEYS, LookupPage, LookupRequest, lookup
+from trail_operator.query.samples import (
     EDS_PLACEHOLDER,
     SAMPLE_QUERIES,
     SAMPLE_SOURCE_IP,
     SAMPLE_USER,
 )
-from trail_operator.query.sql import prepare_query, run_query  # noqa: E402
-from trail_operator.store.client import Store  # noqa: E402
-from trail_operator.store.ddl import TableSpec  # noqa: E402
-from trail_operator.store.naming import qualified, table_name_for  # noqa: E402
-from trail_operator.store.tables import ensure_table  # noqa: E402
+from trail_operator.query.sql import prepare_query, run_query
+from trail_operator.store.client import Store
+from trail_operator.store.ddl import TableSpec
+from trail_operator.store.naming import qualified, table_name_for
+from trail_operator.store.tables import ensure_table
 
 DATABASE = "trail"
 STORE_REF = "bench/query"
@@ -63,38 +63,43 @@ LOOKUP_GOAL_S = 0.1
 QUERY_GOAL_S = 1.0
 FILL_GOAL_S = 120.0
 
+T = TypeVar("T")
+
 # -- what the cluster looks like -----------------------------------------------------
 
 WORDS = (
-    "payments orders checkout cart catalog search auth billing invoices ledger shipping"
-    " inventory pricing reviews ratings profile accounts notify email sms push gateway"
-    " frontend backend reports analytics metrics logs audit events stream ingest export"
-    " import sync scheduler worker batch cron media images video thumbs uploads fraud risk"
-    " kyc loyalty coupons"
-).split()
+    "payments", "orders", "checkout", "cart", "catalog", "search", "auth", "billing",
+    "invoices", "ledger", "shipping", "inventory", "pricing", "reviews", "ratings", "profile",
+    "accounts", "notify", "email", "sms", "push", "gateway", "frontend", "backend", "reports",
+    "analytics", "metrics", "logs", "audit", "events", "stream", "ingest", "export", "import",
+    "sync", "scheduler", "worker", "batch", "cron", "media", "images", "video", "thumbs",
+    "uploads", "fraud", "risk", "kyc", "loyalty", "coupons", "tenants",
+)
 APP_ROLES = (
-    "api web worker consumer db cache proxy admin cron sync jobs grpc rest ui mq indexer"
-    " renderer exporter webhook store"
-).split()
+    "api", "web", "worker", "consumer", "db", "cache", "proxy", "admin", "cron", "sync",
+    "jobs", "grpc", "rest", "ui", "mq", "indexer", "renderer", "exporter", "webhook", "store",
+)
 ENVIRONMENTS = ("prod", "staging", "dev", "qa")
-SYSTEM_NAMESPACES = ("kube-system", "kube-node-lease", "default", "kube-public")
 FIRST_NAMES = (
-    "bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy rupert sybil"
-    " trent victor walter yusuf zoe amir bea chen dara eli fatima gus hana ines jon kai lena"
-    " marco nora omar pia quinn ravi sara tomas"
-).split()
+    "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yusuf", "zoe",
+    "amir", "bea", "chen", "dara", "eli", "fatima", "gus", "hana", "ines", "jon", "kai",
+    "lena", "marco", "nora", "omar", "pia", "quinn", "ravi", "sara", "tomas",
+)
 LAST_NAMES = (
-    "smith jones garcia miller davis lopez wilson anderson thomas taylor moore jackson martin"
-    " lee perez thompson white harris clark lewis robinson walker young allen king wright"
-    " scott torres nguyen hill flores green adams nelson baker hall rivera campbell mitchell"
-).split()
+    "smith", "jones", "garcia", "miller", "davis", "lopez", "wilson", "anderson", "thomas",
+    "taylor", "moore", "jackson", "martin", "lee", "perez", "thompson", "white", "harris",
+    "clark", "lewis", "robinson", "walker", "young", "allen", "king", "wright", "scott",
+    "torres", "nguyen", "hill", "flores", "green", "adams", "nelson", "baker", "hall",
+    "rivera", "campbell", "mitchell",
+)
 CONTROLLERS = (
-    "generic-garbage-collector deployment-controller replicaset-controller"
-    " endpointslice-controller namespace-controller job-controller cronjob-controller"
-    " node-controller daemon-set-controller statefulset-controller horizontal-pod-autoscaler"
-    " resourcequota-controller pvc-protection-controller ttl-controller certificate-controller"
-    " disruption-controller"
-).split()
+    "generic-garbage-collector", "deployment-controller", "replicaset-controller",
+    "endpointslice-controller", "namespace-controller", "job-controller", "cronjob-controller",
+    "node-controller", "daemon-set-controller", "statefulset-controller",
+    "horizontal-pod-autoscaler", "resourcequota-controller", "pvc-protection-controller",
+    "ttl-controller", "certificate-controller", "disruption-controller",
+)
 COMPONENTS = (
     "system:kube-controller-manager", "system:kube-scheduler", "system:apiserver",
     "system:kube-proxy",
@@ -255,8 +260,9 @@ def users() -> list[User]:
         groups = ("system:authenticated", f"team-{team}") + (
             ("oidc:cluster-admins",) if i % 20 == 0 else ())
         os_arch = ("darwin/arm64", "linux/amd64", "windows/amd64")[i % 3]
-        people.append(User(name, groups, f"kubectl/v1.{29 + i % 4}.{i % 9} ({os_arch})"
-                                         f" kubernetes/{uuid.uuid5(uuid.NAMESPACE_DNS, name).hex[:7]}"))
+        commit = uuid.uuid5(uuid.NAMESPACE_DNS, name).hex[:7]
+        people.append(User(name, groups,
+                           f"kubectl/v1.{29 + i % 4}.{i % 9} ({os_arch}) kubernetes/{commit}"))
     return system + accounts + people
 
 
@@ -303,7 +309,11 @@ BODIES: dict[str, Mapping[str, Any]] = {
     "scale": {"spec": {"replicas": "@=replicas@"}},
     "restart": {"spec": {"template": {"metadata": {"annotations": {
         "kubectl.kubernetes.io/restartedAt": "@time@"}}}}},
-    "workload_status": {"status": {"observedGeneration": "@=replicas@", "replicas": "@=replicas@",
+    "workload_status": {"metadata": {"name": "@name@", "namespace": "@ns@", "managedFields": [
+        {"manager": "@user@", "operation": "Update", "subresource": "status", "time": "@time@",
+         "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:replicas": {},
+                                                            "f:readyReplicas": {}}}}]},
+                        "status": {"observedGeneration": "@=replicas@", "replicas": "@=replicas@",
                                    "readyReplicas": "@=replicas@",
                                    "availableReplicas": "@=replicas@", "conditions": [
                                        {"type": "Available", "status": "True",
@@ -318,9 +328,10 @@ BODIES: dict[str, Mapping[str, Any]] = {
                 "target": {"kind": "Node", "name": "@node@"}},
     "pod_status": {"status": {"conditions": [{"type": "Ready", "status": "True",
                                               "lastTransitionTime": "@time@"}],
-                              "containerStatuses": [{"name": "@app@", "image": IMAGE, "ready": True,
-                                                     "restartCount": 0, "started": True,
-                                                     "state": {"running": {"startedAt": "@time@"}}}]}},
+                              "containerStatuses": [{
+                                  "name": "@app@", "image": IMAGE, "ready": True,
+                                  "restartCount": 0, "started": True,
+                                  "state": {"running": {"startedAt": "@time@"}}}]}},
     "node_status": {"status": {"conditions": [
         {"type": "Ready", "status": "True", "reason": "KubeletReady",
          "message": "kubelet is posting ready status", "lastHeartbeatTime": "@time@"},
@@ -331,10 +342,17 @@ BODIES: dict[str, Mapping[str, Any]] = {
         {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
          "lastHeartbeatTime": "@time@"}]}},
     "lease": {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
-              "metadata": {"name": "@name@", "namespace": "@ns@", "uid": "@uid@"},
+              "metadata": {"name": "@name@", "namespace": "@ns@", "uid": "@uid@",
+                           "resourceVersion": "@replicas@@tag@", "managedFields": [
+                               {"manager": "@user@", "operation": "Update",
+                                "apiVersion": "coordination.k8s.io/v1", "time": "@time@",
+                                "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {
+                                    "f:holderIdentity": {}, "f:leaseDurationSeconds": {},
+                                    "f:renewTime": {}}}}]},
               "spec": {"holderIdentity": "@name@", "leaseDurationSeconds": 40,
                        "renewTime": "@time@"}},
-    "event": {"kind": "Event", "apiVersion": "v1", "metadata": {"name": "@name@", "namespace": "@ns@"},
+    "event": {"kind": "Event", "apiVersion": "v1",
+              "metadata": {"name": "@name@", "namespace": "@ns@"},
               "involvedObject": {"kind": "Pod", "namespace": "@ns@", "name": "@app@-@tag@"},
               "reason": "Pulled", "type": "Normal", "count": 1,
               "message": f'Container image "{IMAGE}" already present on machine',
@@ -504,7 +522,8 @@ SELECT
   multiIf(
     verb IN ('list', 'watch') OR res IN ('', 'tokenreviews', 'subjectaccessreviews'), '',
     -- Pods live about a day: four per app and day.
-    res = 'pods', concat(app, '-', tag, '-', substring(lower(hex(cityHash64(a, day, n % 4))), 1, 5)),
+    res = 'pods',
+      concat(app, '-', tag, '-', substring(lower(hex(cityHash64(a, day, n % 4))), 1, 5)),
     res = 'nodes', node_name[node],
     res = 'leases', if(u < {first_node_user}, if(u % 2 = 0, 'kube-controller-manager',
                                                  'kube-scheduler'), node_name[node]),
@@ -576,7 +595,8 @@ SELECT
     res = 'rolebindings', {body_sql("rolebinding")},
     ''
   ) AS requestParameters,
-  concat('{{"auditLevel":"', if(readOnly OR res IN ('secrets', 'configmaps'), 'Metadata', 'Request'),
+  concat('{{"auditLevel":"',
+         if(readOnly OR res IN ('secrets', 'configmaps'), 'Metadata', 'Request'),
          '","stage":"ResponseComplete","requestURI":', toJSONString(uri),
          ',"responseCode":', toString(code), '}}') AS additionalEventData,
   shape_name[s] AS eventName,
@@ -609,7 +629,10 @@ def fill(store: Store, table: str, count: int) -> float:
     sql = fill_sql(table, count, datetime.now(UTC) - timedelta(minutes=1))
     start = time.perf_counter()
     store.command(sql, settings={"max_query_size": 16 * 1024 * 1024, "max_threads": 2,
-                                 "max_insert_threads": 2, "query_plan_merge_expressions": 0})
+                                 "max_insert_threads": 2, "query_plan_merge_expressions": 0,
+                                 # The IDs are unique: nothing to collapse, and the collapsing
+                                 # pass over each block took a third of the fill.
+                                 "optimize_on_insert": 0})
     return time.perf_counter() - start
 
 
@@ -620,10 +643,10 @@ def nearest_rank(values: Sequence[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def timed(call: Callable[[], Any]) -> float:
+def timed(call: Callable[..., T], *args: Any) -> tuple[float, T]:
     start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+    result = call(*args)
+    return time.perf_counter() - start, result
 
 
 class CapturingStore:
@@ -656,7 +679,8 @@ LOOKUP_VALUE_SQL = {
 def lookup_values(store: Store, table: str, key: str, runs: int, rnd: random.Random) -> list[str]:
     t = qualified(DATABASE, table)
     if key == "EventId":
-        rows = store.rows(f"SELECT toString(eventID) FROM {t} ORDER BY rand() LIMIT {runs}")
+        rows = store.rows(f"SELECT toString(eventID) FROM {t}"
+                          f" ORDER BY cityHash64(eventID, {rnd.randrange(1 << 32)}) LIMIT {runs}")
         return [str(row[0]) for row in rows]
     distinct = sorted(str(row[0]) for row in store.rows(LOOKUP_VALUE_SQL[key].format(t=t)))
     if len(distinct) >= runs:
@@ -681,41 +705,42 @@ def window_parameters() -> dict[str, str]:
             for name, moment in (("start", end - timedelta(days=90)), ("end", end))}
 
 
-def measure_lookups(store: Store, table: str, runs: int, rnd: random.Random) -> list[LookupFigures]:
+def captured_lookup(store: Store, table: str, request: LookupRequest
+                    ) -> tuple[LookupPage, list[tuple[str, dict[str, Any]]]]:
+    """One `lookup()`, and the SQL and parameters it sent."""
+    capture = CapturingStore(store)
+    page = lookup(cast(Store, capture), table, request)
+    return page, capture.sent
+
+
+def measure_lookups(
+    store: Store, table: str, runs: int, rnd: random.Random
+) -> list[LookupFigures]:
     results = []
     for key in ATTRIBUTE_KEYS:
         values = lookup_values(store, table, key, runs, rnd)
         figures = LookupFigures(key, len(set(values)), [], [], [])
         # Warm-up, which also shows the SQL lookup() sends for this key.
-        capture = CapturingStore(store)
-        lookup(cast(Store, capture), table, LookupRequest(attribute_key=key,
-                                                          attribute_value=values[0]))
-        (sql, parameters), *_ = capture.sent
+        _, sent = captured_lookup(store, table, LookupRequest(key, values[0]))
+        (sql, parameters), *_ = sent
         store.rows(sql, parameters=parameters)
         for index, value in enumerate(values):
-            request = LookupRequest(attribute_key=key, attribute_value=value)
-            capture = CapturingStore(store)
-            page: list[Any] = []
-
-            def run_lookup(request: LookupRequest = request, capture: CapturingStore = capture,
-                           page: list[Any] = page) -> None:
-                page.append(lookup(cast(Store, capture), table, request))
-
-            def run_raw(value: str = value) -> None:
-                store.rows(sql, parameters={**parameters, **window_parameters(), "value": value})
-
+            request = LookupRequest(key, value)
+            # The same parameters as lookup() binds, the window ending now as its does.
+            raw_parameters = {**parameters, **window_parameters(), "value": value}
             # The engine remembers which granules failed a condition (query condition
             # cache), so whichever runs second may be helped: alternate the order.
             if index % 2 == 0:
-                figures.lookup_s.append(timed(run_lookup))
-                figures.raw_s.append(timed(run_raw))
+                lookup_s, (page, sent) = timed(captured_lookup, store, table, request)
+                raw_s, _ = timed(store.rows, sql, raw_parameters)
             else:
-                figures.raw_s.append(timed(run_raw))
-                figures.lookup_s.append(timed(run_lookup))
-            if len(capture.sent) != 1 or capture.sent[0][0] != sql:
-                raise RuntimeError(f"lookup {key}={value} sent other SQL than the raw run: "
-                                   f"{capture.sent}")
-            figures.records.append(len(page[-1].records))
+                raw_s, _ = timed(store.rows, sql, raw_parameters)
+                lookup_s, (page, sent) = timed(captured_lookup, store, table, request)
+            if [text for text, _ in sent] != [sql]:
+                raise RuntimeError(f"lookup {key}={value} sent other SQL than the raw run: {sent}")
+            figures.lookup_s.append(lookup_s)
+            figures.raw_s.append(raw_s)
+            figures.records.append(len(page.records))
         results.append(figures)
     return results
 
@@ -748,7 +773,7 @@ def measure_samples(store: Store, table: str, runs: int) -> list[SampleFigures]:
                 figures.dialect_s[dialect].append(done - start)
                 figures.prepare_s[dialect].append(prepared_at - start)
                 figures.rows = len(result.rows)
-            figures.raw_s.append(timed(lambda: store.rows(raw_sql)))
+            figures.raw_s.append(timed(store.rows, raw_sql)[0])
         results.append(figures)
     return results
 
@@ -778,7 +803,8 @@ def wait_for_merges(store: Store, table: str, limit_s: float) -> float:
 def describe_data(store: Store, table: str) -> None:
     t = qualified(DATABASE, table)
     (names, users_, ips, namespaces_, resources, errors, writes, alice, ip, body), = store.rows(
-        f"SELECT uniqExact(eventName), uniqExact(userIdentity.username), uniqExact(sourceIPAddress),"
+        f"SELECT uniqExact(eventName), uniqExact(userIdentity.username),"
+        f" uniqExact(sourceIPAddress),"
         f" uniqExact(namespace), uniqExact(arrayJoin(if(empty(resources.name), [''],"
         f" resources.name))), avg(errorCode != ''), avg(NOT readOnly),"
         f" countIf(userIdentity.username = {{u:String}} AND eventTime > now() - INTERVAL 7 DAY),"
@@ -799,13 +825,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--settle", type=float, default=120.0,
                         help="seconds to wait at most for merges after the fill")
+    parser.add_argument("--keep", type=Path,
+                        help="keep the store in this new directory, to study it after the run")
     args = parser.parse_args()
     rnd = random.Random(args.seed)
     sample_runs = max(3, args.runs // 3)
     table = table_name_for(*STORE_REF.split("/"))
 
     with tempfile.TemporaryDirectory(prefix="trail-query-") as tmp:
-        store = Store(f"chdb://{tmp}/ch", DATABASE)
+        data = args.keep or Path(tmp) / "ch"
+        if args.keep and args.keep.exists():
+            parser.error(f"--keep {args.keep} exists; name a new directory")
+        store = Store(f"chdb://{data}", DATABASE)
         ensure_table(store, TableSpec(DATABASE, table, retention_days=3653))
         print(f"filling {args.events:,} events ...", flush=True)
         fill_s = fill(store, table, args.events)
@@ -837,7 +868,8 @@ def main() -> None:
             raw = statistics.median(s.raw_s)
             for dialect, times in s.dialect_s.items():
                 print(f"  {s.name:<28}{dialect:<11}{statistics.median(times) * 1e3:>10.1f}"
-                      f"{max(times) * 1e3:>9.1f}{statistics.median(s.prepare_s[dialect]) * 1e3:>9.1f}"
+                      f"{max(times) * 1e3:>9.1f}"
+                      f"{statistics.median(s.prepare_s[dialect]) * 1e3:>9.1f}"
                       f"{raw * 1e3:>9.1f}{statistics.median(times) / raw:>7.2f}{s.rows:>6}")
         store.close()
 
@@ -850,10 +882,12 @@ def main() -> None:
     }
     for f in lookups:
         p99 = nearest_rank(f.lookup_s, .99)
-        figures[f"lookup_{f.key}_p50_seconds"] = {"value": nearest_rank(f.lookup_s, .5), "unit": "s"}
+        figures[f"lookup_{f.key}_p50_seconds"] = {
+            "value": nearest_rank(f.lookup_s, .5), "unit": "s"}
         figures[f"lookup_{f.key}_p99_seconds"] = {"value": p99, "unit": "s", "limit": LOOKUP_GOAL_S,
                                                   "ratio": p99 / LOOKUP_GOAL_S}
-        figures[f"lookup_{f.key}_raw_p50_seconds"] = {"value": nearest_rank(f.raw_s, .5), "unit": "s"}
+        figures[f"lookup_{f.key}_raw_p50_seconds"] = {
+            "value": nearest_rank(f.raw_s, .5), "unit": "s"}
         figures[f"lookup_{f.key}_vs_raw"] = {
             "value": statistics.median(f.lookup_s) / statistics.median(f.raw_s), "unit": "x"}
     for s in samples:

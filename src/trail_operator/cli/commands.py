@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, Final, TextIO
@@ -128,11 +129,10 @@ def _lookup(client: GatewayClient, args: argparse.Namespace) -> None:
     if args.output == "json":
         _print_json(answer)
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False)
+    console = _console()
     events = answer.get("Events") or []
     table = Table(show_lines=False)
     for header in ("Event time", "Event name", "User name", "Event source", "Resources",
@@ -177,11 +177,10 @@ def _query(client: GatewayClient, args: argparse.Namespace) -> None:
         for line in _query_notes(answer, len(rows)):
             print(line, file=sys.stderr)
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(highlight=False)
+    console = _console()
     table = Table()
     for name in columns:
         table.add_column(name, overflow="fold")
@@ -191,6 +190,17 @@ def _query(client: GatewayClient, args: argparse.Namespace) -> None:
     console.print(table)
     for line in _query_notes(answer, len(rows)):
         console.print(Text(line), soft_wrap=True)
+
+
+def _console() -> Any:
+    """A console as wide as the terminal; piped or captured, wide enough for a record row.
+
+    Rich assumes 80 columns without a terminal and squeezes narrow columns to nothing.
+    """
+    from rich.console import Console
+
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(highlight=False, width=wide)
 
 
 def _query_notes(answer: dict[str, Any], count: int) -> list[str]:
