@@ -47,7 +47,7 @@ from typing import Any, Final
 import orjson
 
 from trail_operator.query.records import RECORD_SELECT_LIST, row_to_record
-from trail_operator.store.client import Store
+from trail_operator.store.client import JSON_OUTPUT_SETTINGS_CLAUSE, Store
 from trail_operator.store.naming import qualified
 
 DEFAULT_WINDOW: Final = timedelta(days=90)
@@ -219,9 +219,10 @@ def _fetch(
         # only rises with the time). Buffering would read every granule first.
         " ORDER BY toStartOfHour(eventTime) DESC, eventTime DESC, eventID DESC"
         " LIMIT {limit:UInt32}"
-        " SETTINGS read_in_order_use_buffering = 0, use_skip_indexes_on_data_read = 0"
+        " SETTINGS read_in_order_use_buffering = 0, use_skip_indexes_on_data_read = 0, "
+        + JSON_OUTPUT_SETTINGS_CLAUSE
     )
-    data = store.raw(sql, parameters=params)
+    data = store.raw_inline(sql, parameters=params)
     return [orjson.loads(line) for line in data.splitlines() if line.strip()]
 
 
