@@ -662,6 +662,11 @@ class CapturingStore:
         self.sent.append((sql, dict(parameters or {})))
         return self._store.raw(sql, fmt=fmt, parameters=parameters, settings=settings)
 
+    def raw_inline(self, sql: str, fmt: str = "JSONEachRow",
+                   parameters: Mapping[str, Any] | None = None) -> bytes:
+        self.sent.append((sql, dict(parameters or {})))
+        return self._store.raw_inline(sql, fmt=fmt, parameters=parameters)
+
 
 # Values that exist, for each attribute key: uniformly among the distinct values, so the
 # rare ones (one person, one pod) count as much as the common ones.

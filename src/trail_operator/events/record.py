@@ -51,9 +51,6 @@ RECORD_FIELDS: Final = (
     "additionalEventData",
 )
 
-# Fields stored as JSON text: free-form objects whose keys we do not control.
-JSON_TEXT_FIELDS: Final = ("requestParameters", "responseElements", "additionalEventData")
-
 # Namespace of deterministic event IDs derived from a source's own id, so a
 # retried delivery maps to the same eventID and is deduplicated by the store.
 EVENT_ID_NAMESPACE: Final = uuid.UUID("6f1c3a52-5e0b-4c38-9a55-1b7f0c2d9e41")

@@ -219,7 +219,10 @@ def _fetch(
         # only rises with the time). Buffering would read every granule first.
         " ORDER BY toStartOfHour(eventTime) DESC, eventTime DESC, eventID DESC"
         " LIMIT {limit:UInt32}"
-        " SETTINGS read_in_order_use_buffering = 0, use_skip_indexes_on_data_read = 0, "
+        " SETTINGS read_in_order_use_buffering = 0, use_skip_indexes_on_data_read = 0,"
+        # Read the wide columns (request bodies) only for the rows returned.
+        " query_plan_optimize_lazy_materialization = 1,"
+        " query_plan_max_limit_for_lazy_materialization = 1001, "
         + JSON_OUTPUT_SETTINGS_CLAUSE
     )
     data = store.raw_inline(sql, parameters=params)

@@ -149,13 +149,6 @@ class Store:
         result = self._run("query", sql, parameters=parameters, settings=settings)
         return list(result.result_rows)
 
-    def query_result(
-        self, sql: str, parameters: Mapping[str, Any] | None = None,
-        settings: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """The driver's QueryResult (rows, column names and types, summary)."""
-        return self._run("query", sql, parameters=parameters, settings=settings)
-
     def raw_inline(self, sql: str, fmt: str = "JSONEachRow",
                    parameters: Mapping[str, Any] | None = None) -> bytes:
         """Like `raw`, for SQL that carries `JSON_OUTPUT_SETTINGS_CLAUSE` in its own SETTINGS.
