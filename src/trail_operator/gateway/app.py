@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,17 +103,18 @@ class Gateway:
 
     # hot path --------------------------------------------------------------
 
-    def _route(self, records: list[Record]) -> tuple[dict[str, list[bytes]], list[str]]:
+    def _rows(self, records: list[Record], tables_of: Callable[[Record], list[str]],
+              ) -> tuple[dict[str, list[bytes]], list[str]]:
+        """Encoded rows by table, and their eventIDs; copies of stored events dropped."""
         rows: dict[str, list[bytes]] = {}
         ids: list[str] = []
         recent = self.batcher.recent_ids
-        routes = self.routes
         for record in records:
             event_id = record["eventID"]
             if event_id in recent:
                 self.metrics.duplicates.inc()
                 continue
-            tables = tables_for(routes, record)
+            tables = tables_of(record)
             if not tables:
                 continue
             data = encode_row(record)
@@ -157,7 +159,8 @@ class Gateway:
         self.metrics.received.labels(SOURCE_AUDIT).inc(len(items) if isinstance(items, list) else 0)
         if rejections:
             self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(len(rejections))
-        rows, ids = self._route(records)
+        routes = self.routes
+        rows, ids = self._rows(records, lambda record: tables_for(routes, record))
         failure = await self._store(rows, ids, SOURCE_AUDIT)
         if failure is not None:
             return failure
@@ -208,17 +211,7 @@ class Gateway:
             self.settings.cluster_name, self.settings.region, namespace, channel.ref,
             default_source=f"{name}.{namespace}.integrations.trail-operator.dev")
         accepted, failed = normalizer.normalize(events)
-        rows: dict[str, list[bytes]] = {}
-        ids = []
-        for event in accepted:
-            event_id = event.record["eventID"]
-            if event_id in self.batcher.recent_ids:
-                self.metrics.duplicates.inc()
-                continue
-            data = encode_row(event.record)
-            for table in tables:
-                rows.setdefault(table, []).append(data)
-            ids.append(event_id)
+        rows, ids = self._rows([event.record for event in accepted], lambda _: tables)
         failure = await self._store(rows, ids, SOURCE_PUT)
         if failure is not None:
             return failure
