@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from trail_operator.cli.processes import load_kube_credentials, run_all_in_one, run_in_thread
+from trail_operator.cli.processes import all_in_one_in_thread, load_kube_credentials
 from trail_operator.cli.sandbox import install_crds, sandbox_gateway_config
 from trail_operator.config import Settings
 from trail_operator.gateway.config import GatewayConfig
@@ -41,14 +41,8 @@ def bench_sandbox(**gateway_overrides: Any) -> Iterator[BenchSandbox]:
                                 data_dir=root)
             store = Store(settings.store_dsn, settings.store_database)
             config = replace(sandbox_gateway_config(plane), **gateway_overrides)
-            thread, stop, ready = run_in_thread(run_all_in_one, settings, config, store)
-            if not ready.wait(60):
-                raise RuntimeError("operator not ready within 60 s")
-            try:
+            with all_in_one_in_thread(settings, config, store):
                 yield BenchSandbox(plane, store, settings, config)
-            finally:
-                stop.set()
-                thread.join(30)
         finally:
             plane.stop()
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from trail_operator.cli.processes import load_kube_credentials, run_all_in_one, run_in_thread
+from trail_operator.cli.processes import all_in_one_in_thread, load_kube_credentials
 from trail_operator.cli.sandbox import install_crds, sandbox_gateway_config
 from trail_operator.config import API_GROUP, API_VERSION, Settings
 from trail_operator.gateway.config import GatewayConfig
@@ -93,13 +93,8 @@ def trail(control_plane: ControlPlane, store: Store) -> Iterator[Trail]:
                         admin_namespace=ADMIN_NAMESPACE, store_dsn=store.dsn,
                         data_dir=Path(str(store.dsn).removeprefix("chdb://")))
     config = sandbox_gateway_config(control_plane)
-    thread, stop, ready = run_in_thread(run_all_in_one, settings, config, store)
-    if not ready.wait(60):
-        stop.set()
-        raise RuntimeError("the operator did not become ready within 60 s")
-    yield Trail(control_plane, store, settings, config)
-    stop.set()
-    thread.join(30)
+    with all_in_one_in_thread(settings, config, store):
+        yield Trail(control_plane, store, settings, config)
 
 
 def unique_namespace(prefix: str) -> str:

@@ -8,10 +8,11 @@ ClickHouse server each can run alone with the same code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import threading
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import kopf
 from kubernetes import config as kube_config
@@ -52,38 +53,40 @@ def load_kube_credentials() -> None:
 
 async def run_operator(settings: Settings, store: Store, stop_flag: Flag | None = None,
                        ready_flag: Flag | None = None) -> None:
-    await asyncio.to_thread(ensure_catalog, store)
+    # The startup handler makes the store catalog before any resource is handled.
     await kopf.operator(
         clusterwide=True, standalone=True, memo=kopf.Memo(context=OperatorContext(settings, store)),
         stop_flag=stop_flag, ready_flag=ready_flag,
     )
 
 
-async def run_gateway(settings: Settings, config: GatewayConfig, store: Store,
-                      stop_flag: Flag | None = None, ready_flag: Flag | None = None) -> None:
+@contextlib.asynccontextmanager
+async def serving_gateway(settings: Settings, config: GatewayConfig,
+                          store: Store) -> AsyncIterator[None]:
+    """The gateway, serving on this event loop for the duration of the block."""
     await asyncio.to_thread(ensure_catalog, store)
     server = GatewayServer(Gateway(config, settings, store))
     await server.start()
     tune_gc_for_ingest()
-    if ready_flag is not None:
-        ready_flag.set()
     try:
-        await _wait(stop_flag)
+        yield
     finally:
         await server.stop()
+
+
+async def run_gateway(settings: Settings, config: GatewayConfig, store: Store,
+                      stop_flag: Flag | None = None, ready_flag: Flag | None = None) -> None:
+    async with serving_gateway(settings, config, store):
+        if ready_flag is not None:
+            ready_flag.set()
+        await _wait(stop_flag)
 
 
 async def run_all_in_one(settings: Settings, config: GatewayConfig, store: Store,
                          stop_flag: Flag | None = None, ready_flag: Flag | None = None) -> None:
     """Operator and gateway in one process around one store (the embedded layout)."""
-    await asyncio.to_thread(ensure_catalog, store)
-    server = GatewayServer(Gateway(config, settings, store))
-    await server.start()
-    tune_gc_for_ingest()
-    try:
+    async with serving_gateway(settings, config, store):
         await run_operator(settings, store, stop_flag=stop_flag, ready_flag=ready_flag)
-    finally:
-        await server.stop()
 
 
 async def _wait(stop_flag: Flag | None) -> None:
@@ -96,14 +99,24 @@ async def _wait(stop_flag: Flag | None) -> None:
             await asyncio.sleep(0.2)
 
 
-def run_in_thread(target: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread,
-                                                                  threading.Event,
-                                                                  threading.Event]:
-    """Run one of the coroutines above in a thread with its own loop (tests, benchmarks)."""
+@contextlib.contextmanager
+def all_in_one_in_thread(settings: Settings, config: GatewayConfig, store: Store,
+                         timeout: float = 60) -> Iterator[None]:
+    """The all-in-one process's work in a thread of this process (tests, benchmarks).
+
+    The caller keeps `store` and so reads the very tables the components write.
+    """
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(
-        target=lambda: asyncio.run(target(*args, stop_flag=stop, ready_flag=ready, **kwargs)),
-        name=getattr(target, "__name__", "component"), daemon=True,
+        target=lambda: asyncio.run(
+            run_all_in_one(settings, config, store, stop_flag=stop, ready_flag=ready)),
+        name="all-in-one", daemon=True,
     )
     thread.start()
-    return thread, stop, ready
+    try:
+        if not ready.wait(timeout):
+            raise RuntimeError(f"the operator did not become ready within {timeout:g} s")
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
