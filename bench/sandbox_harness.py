@@ -40,7 +40,7 @@ def bench_sandbox(**gateway_overrides: Any) -> Iterator[BenchSandbox]:
             settings = Settings(cluster_name="bench", region="bench-1", store_dsn=f"chdb://{root}/ch",
                                 data_dir=root)
             store = Store(settings.store_dsn, settings.store_database)
-            config = replace(sandbox_gateway_config(plane), **gateway_overrides)
+            config = replace(sandbox_gateway_config(plane, root), **gateway_overrides)
             with all_in_one_in_thread(settings, config, store):
                 yield BenchSandbox(plane, store, settings, config)
         finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from kubernetes import client as k8s
 
 from trail_operator.cli.processes import all_in_one_in_thread, load_kube_credentials
@@ -72,6 +73,18 @@ class Trail:
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
+    def wait_stored(self, timeout: float = 30.0) -> None:
+        """Wait until the gateway has inserted every row it acknowledged from its spool."""
+        def queue_empty() -> bool:
+            answer = requests.get(f"{self.gateway_url}/metrics", timeout=5,
+                                  verify=str(self.plane.pki.ca_cert))
+            for line in answer.text.splitlines():
+                if line.startswith("trail_gateway_queue_rows "):
+                    return float(line.split()[1]) == 0
+            return False
+
+        self.wait_for("the gateway's spool to be inserted", queue_empty, timeout, interval=0.05)
+
     def wait_ready(self, namespace: str, name: str, timeout: float = 30.0) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             obj = self.eds(namespace, name)
@@ -92,7 +105,7 @@ def trail(control_plane: ControlPlane, store: Store) -> Iterator[Trail]:
     settings = Settings(cluster_name="test-cluster", region="test-1",
                         admin_namespace=ADMIN_NAMESPACE, store_dsn=store.dsn,
                         data_dir=Path(str(store.dsn).removeprefix("chdb://")))
-    config = sandbox_gateway_config(control_plane)
+    config = sandbox_gateway_config(control_plane, control_plane.workdir)
     with all_in_one_in_thread(settings, config, store):
         yield Trail(control_plane, store, settings, config)
 

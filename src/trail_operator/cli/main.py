@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,8 +40,17 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     except Exception as exc:  # the audit webhook needs no API access; channels do
         print(f"trailctl gateway: no Kubernetes credentials ({exc}); PutAuditEvents channels "
               "cannot be resolved", file=sys.stderr)
-    asyncio.run(run_gateway(settings, GatewayConfig.from_env(),
-                            Store(settings.store_dsn, settings.store_database)))
+    store = Store(settings.store_dsn, settings.store_database)
+
+    async def serve() -> None:
+        # SIGTERM (how Kubernetes stops a pod) drains like Ctrl-C: pending rows are
+        # inserted, or stay in the spool, before the process exits.
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await run_gateway(settings, GatewayConfig.from_env(), store, stop_flag=stop)
+
+    asyncio.run(serve())
     return 0
 
 

@@ -33,13 +33,15 @@ def install_crds(kubeconfig: Path, crds_dir: Path = REPO_CRDS) -> None:
                    check=True, env=env, capture_output=True, text=True)
 
 
-def sandbox_gateway_config(plane: ControlPlane) -> GatewayConfig:
+def sandbox_gateway_config(plane: ControlPlane, data_dir: Path) -> GatewayConfig:
+    """The gateway as the sandbox runs it: TLS from the sandbox PKI, a spool in `data_dir`."""
     return GatewayConfig(
         host="127.0.0.1",
         port=plane.gateway_port,
         tls_cert=plane.pki.gateway_cert,
         tls_key=plane.pki.gateway_key,
         client_ca=plane.pki.ca_cert,
+        spool_dir=data_dir / "spool",
     )
 
 
@@ -54,7 +56,7 @@ def up(data_dir: Path, gateway_port: int | None = None) -> None:
         install_crds(plane.kubeconfig)
         os.environ["KUBECONFIG"] = str(plane.kubeconfig)
         load_kube_credentials()
-        config = sandbox_gateway_config(plane)
+        config = sandbox_gateway_config(plane, data_dir)
         from trail_operator.cli.client import write_gateway_file
 
         write_gateway_file(data_dir, f"https://127.0.0.1:{config.port}", plane.pki.ca_cert)

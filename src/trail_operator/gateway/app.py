@@ -33,6 +33,8 @@ from trail_operator.gateway.channels import ChannelDirectory, ChannelError, pars
 from trail_operator.gateway.config import GatewayConfig
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.routing import Route, build_routes, tables_for
+from trail_operator.gateway.spool import Spool
+from trail_operator.gateway.spooled_batcher import SpooledBatcher
 from trail_operator.store.catalog import StoreEntry, list_entries
 from trail_operator.store.client import Store
 from trail_operator.store.rows import encode_row
@@ -64,10 +66,17 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.normalizer = AuditEventNormalizer(self.settings.cluster_name, self.settings.region)
-        self.batcher = InsertBatcher(
-            self.store, self.metrics, max_rows=self.config.batch_max_rows,
-            linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows,
-            max_concurrent_flushes=self.config.max_concurrent_flushes)
+        self.batcher: InsertBatcher | SpooledBatcher
+        if self.config.spool_dir is not None:
+            self.batcher = SpooledBatcher(
+                self.store, self.metrics, Spool(self.config.spool_dir),
+                max_rows=self.config.batch_max_rows, linger=self.config.spool_linger,
+                max_pending_rows=self.config.max_pending_rows)
+        else:
+            self.batcher = InsertBatcher(
+                self.store, self.metrics, max_rows=self.config.batch_max_rows,
+                linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows,
+                max_concurrent_flushes=self.config.max_concurrent_flushes)
         self._refresher: asyncio.Task[None] | None = None
 
     # lifecycle -------------------------------------------------------------
@@ -236,6 +245,9 @@ class Gateway:
             return web.Response(status=503, text="routes not loaded from the store catalog")
         if not await asyncio.to_thread(self.store.ping):
             return web.Response(status=503, text="store unreachable")
+        failure = getattr(self.batcher, "failure", None)
+        if failure is not None:
+            return web.Response(status=503, text=f"inserts are failing: {failure}")
         return web.Response(text="ok")
 
     async def metrics_endpoint(self, _: web.Request) -> web.Response:

@@ -28,6 +28,13 @@ class GatewayConfig:
     batch_linger: float = 0.01
     max_pending_rows: int = 200_000
     routes_refresh_seconds: float = 1.0
+    # With a spool directory, calls are acknowledged once their rows are in an
+    # fsync'ed write-ahead log there, and inserted in batches of `batch_max_rows`
+    # or `spool_linger` seconds (see gateway/spooled_batcher.py). It must be on
+    # storage that outlives the process. Without one, a call is acknowledged
+    # after its own INSERT commits.
+    spool_dir: Path | None = None
+    spool_linger: float = 0.5
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -46,4 +53,6 @@ class GatewayConfig:
             batch_linger=float(env.get("TRAIL_GATEWAY_BATCH_LINGER", cls.batch_linger)),
             max_concurrent_flushes=int(env.get("TRAIL_GATEWAY_MAX_FLUSHES",
                                                cls.max_concurrent_flushes)),
+            spool_dir=path("TRAIL_GATEWAY_SPOOL_DIR"),
+            spool_linger=float(env.get("TRAIL_GATEWAY_SPOOL_LINGER", cls.spool_linger)),
         )

@@ -67,14 +67,31 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("ingestTime", "DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1))"),
 )
 
+# One filter per 4 granules (~2 MB of rows): the granules are small (below),
+# and checking a filter per granule cost more than the rows it saved reading.
 SKIP_INDEXES: tuple[tuple[str, str, str], ...] = (
-    ("idx_event_id", "eventID", "bloom_filter(0.001) GRANULARITY 1"),
-    ("idx_username", "userIdentity.username", "bloom_filter(0.01) GRANULARITY 1"),
-    ("idx_resource_name", "resources.name", "bloom_filter(0.01) GRANULARITY 1"),
-    ("idx_resource_type", "resources.type", "bloom_filter(0.01) GRANULARITY 1"),
-    ("idx_request_id", "requestID", "bloom_filter(0.01) GRANULARITY 1"),
-    ("idx_namespace", "namespace", "bloom_filter(0.01) GRANULARITY 1"),
-    ("idx_event_source", "eventSource", "set(64) GRANULARITY 1"),
+    ("idx_event_id", "eventID", "bloom_filter(0.001) GRANULARITY 4"),
+    ("idx_username", "userIdentity.username", "bloom_filter(0.01) GRANULARITY 4"),
+    ("idx_resource_name", "resources.name", "bloom_filter(0.01) GRANULARITY 4"),
+    ("idx_resource_type", "resources.type", "bloom_filter(0.01) GRANULARITY 4"),
+    ("idx_request_id", "requestID", "bloom_filter(0.01) GRANULARITY 4"),
+    ("idx_namespace", "namespace", "bloom_filter(0.01) GRANULARITY 4"),
+    ("idx_event_source", "eventSource", "set(64) GRANULARITY 4"),
+)
+
+# Small granules and compressed blocks, for lookups. A lookup returns whole
+# records, and the newest 50 events of one user or resource lie in 20-50
+# granules; each needs a block of each of the ~55 column streams decompressed
+# from the granule's start up to the row. With the defaults (8192 rows, blocks
+# of 64 KB-1 MB) that was ~180 MB decompressed for one page of 50 (~180 ms on
+# 10M events); 512 KB granules (~600 rows here) in 8-32 KB blocks read ~30 MB
+# (~60 ms), for ~20% more disk and no measurable cost to scans.
+TABLE_SETTINGS: tuple[tuple[str, str], ...] = (
+    # Expired rows should go within the hour, not the default four.
+    ("merge_with_ttl_timeout", "3600"),
+    ("index_granularity_bytes", "524288"),
+    ("min_compress_block_size", "8192"),
+    ("max_compress_block_size", "32768"),
 )
 
 
@@ -122,8 +139,7 @@ def build_table_ddl(spec: TableSpec) -> str:
         "PARTITION BY toYYYYMM(eventTime)\n"
         "ORDER BY (toStartOfHour(eventTime), eventName, eventID)\n"
         f"TTL {ttl_expression(spec.retention_days)}\n"
-        # Expired rows should go within the hour, not the default four.
-        "SETTINGS merge_with_ttl_timeout = 3600"
+        "SETTINGS " + ", ".join(f"{name} = {value}" for name, value in TABLE_SETTINGS)
     )
 
 

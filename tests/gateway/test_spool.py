@@ -1,0 +1,165 @@
+"""The spool: calls acknowledged from a write-ahead log, inserted behind, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from gateway.gateway_harness import AUDIT_TOKEN, running_gateway
+from gateway.test_failure_modes import entry, event_list
+from trail_operator.gateway.spool import MAGIC, Spool, decode_frames, encode_frame
+from trail_operator.sandbox.controlplane import free_port
+from trail_operator.store.client import Store
+
+
+def wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_frames_read_back_as_written_and_a_torn_tail_is_dropped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append({"a": [b'["1"]', b'["2"]'], "b": [b'["3"]']})
+    spool.append({"a": [b'["4"]']})
+    spool.close()
+    (segment_path,) = tmp_path.glob("*.wal")
+    with segment_path.open("ab") as file:  # a crash in the middle of a third append
+        file.write(encode_frame({"a": [b'["5"]']})[:-3])
+    (segment,) = Spool(tmp_path).recover()
+    assert segment.rows_by_table == {"a": [b'["1"]', b'["2"]', b'["4"]'], "b": [b'["3"]']}
+
+
+def test_a_damaged_frame_is_not_read_as_rows() -> None:
+    frame = bytearray(encode_frame({"a": [b'["1"]']}))
+    frame[-2] ^= 0xFF
+    with pytest.raises(ValueError, match="damaged or torn frame at byte 0"):
+        list(decode_frames(bytes(frame)))
+    assert bytes(frame).startswith(MAGIC)
+
+
+def test_spooled_calls_are_answered_before_the_insert_and_stored_after_the_linger(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spooled")
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=1.0) as gw:
+        answer = requests.post(f"{gw.url}/k8s-audit", json=event_list(5), headers=gw.headers)
+        assert answer.status_code == 200
+        count = f"SELECT count() FROM trail.`{target.table}`"
+        assert store.rows(count)[0][0] == 0  # acknowledged from the spool, not yet inserted
+        wait_until(lambda: store.rows(count)[0][0] == 5)
+        wait_until(lambda: not list(tmp_path.glob("*.wal")))  # stored rows leave the spool
+
+
+def test_store_failure_turns_calls_away_with_503_and_spooled_rows_are_stored_once_back(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-comeback")
+    first = event_list(4)
+    count = f"SELECT count() FROM trail.`{target.table}`"
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=0.05) as gw:
+        gw.gateway.batcher.retry_seconds = 0.2  # type: ignore[union-attr]
+        store.command(f"RENAME TABLE trail.`{target.table}` TO trail.`{target.table}_away`")
+        try:
+            spooled = requests.post(f"{gw.url}/k8s-audit", json=first, headers=gw.headers)
+            assert spooled.status_code == 200  # durable in the spool
+            wait_until(lambda: requests.get(f"{gw.url}/readyz").status_code == 503)
+            refused = requests.post(f"{gw.url}/k8s-audit", json=event_list(2),
+                                    headers=gw.headers)
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+            assert target.table in refused.json()["message"]
+        finally:
+            store.command(f"RENAME TABLE trail.`{target.table}_away` TO trail.`{target.table}`")
+        wait_until(lambda: requests.get(f"{gw.url}/readyz").status_code == 200)
+        wait_until(lambda: store.rows(count)[0][0] == 4)
+        again = requests.post(f"{gw.url}/k8s-audit", json=first, headers=gw.headers)
+        assert again.status_code == 200  # a retry of acknowledged events is not stored twice
+    assert store.rows(count)[0][0] == 4
+
+
+def test_a_spool_backlog_past_the_limit_is_refused_with_429(store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-overload")
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=30.0,
+                         max_pending_rows=50) as gw:
+        assert requests.post(f"{gw.url}/k8s-audit", json=event_list(40),
+                             headers=gw.headers).status_code == 200
+        answer = requests.post(f"{gw.url}/k8s-audit", json=event_list(40), headers=gw.headers)
+        assert answer.status_code == 429
+        assert "retry later" in answer.json()["message"]
+    # Stopping the gateway inserts what the spool holds.
+    assert store.rows(f"SELECT count() FROM trail.`{target.table}`")[0][0] == 40
+
+
+# A gateway killed with SIGKILL runs in its own process, on its own chDB path
+# (chDB serves one path per process), so setup and counting run in children too.
+_CHILD = textwrap.dedent("""
+    import sys
+    from trail_operator.store.catalog import StoreEntry, ensure_catalog, upsert_entry
+    from trail_operator.store.client import Store
+    from trail_operator.store.ddl import TableSpec
+    from trail_operator.store.tables import ensure_table
+    store = Store(sys.argv[2], "trail")
+    if sys.argv[1] == "setup":
+        ensure_catalog(store)
+        ensure_table(store, TableSpec("trail", "crash_all", 30))
+        upsert_entry(store, StoreEntry(uid="crash", namespace="trail-system", name="crash",
+                     table="crash_all", retention_days=30, all_namespaces=True))
+    else:
+        print(store.rows("SELECT count(), uniqExact(eventID) FROM trail.crash_all")[0])
+""")
+
+
+def _child(*args: str) -> str:
+    return subprocess.run([sys.executable, "-c", _CHILD, *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _start_gateway(dsn: str, spool: Path, port: int, linger: float) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
+           "TRAIL_GATEWAY_AUDIT_TOKEN": AUDIT_TOKEN, "TRAIL_GATEWAY_SPOOL_DIR": str(spool),
+           "TRAIL_GATEWAY_SPOOL_LINGER": str(linger), "KUBECONFIG": "/nonexistent"}
+    gateway = subprocess.Popen([sys.executable, "-m", "trail_operator.cli.main", "gateway"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/readyz"
+
+    def ready() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(ready, timeout=60)
+    return gateway
+
+
+def test_acknowledged_events_survive_a_gateway_killed_before_their_insert(
+        tmp_path: Path) -> None:
+    dsn, spool, port = f"chdb://{tmp_path}/ch", tmp_path / "spool", free_port()
+    _child("setup", dsn)
+    headers = {"Authorization": f"Bearer {AUDIT_TOKEN}"}
+    gateway = _start_gateway(dsn, spool, port, linger=3600)
+    try:
+        for _ in range(3):
+            answer = requests.post(f"http://127.0.0.1:{port}/k8s-audit",
+                                   data=orjson.dumps(event_list(10)), headers=headers)
+            assert answer.status_code == 200
+    finally:
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(30)
+    assert list(spool.glob("*.wal"))
+    # The next start replays the spool into the store, then stops cleanly.
+    gateway = _start_gateway(dsn, spool, port, linger=0.05)
+    wait_until(lambda: not list(spool.glob("*.wal")))
+    gateway.send_signal(signal.SIGTERM)
+    gateway.wait(30)
+    assert _child("count", dsn) == "(30, 30)"
