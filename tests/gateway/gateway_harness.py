@@ -62,11 +62,7 @@ def running_gateway(store: Store, entries: list[StoreEntry], *,
             # Fixed routes: the harness's store may be unreachable on purpose.
             assert gateway._refresher is not None
             gateway._refresher.cancel()
-        gateway.entries = {entry.ref: entry for entry in entries}
-        from trail_operator.gateway.routing import build_routes
-
-        gateway.routes, _ = build_routes(entries)
-        gateway.routes_loaded = True
+        gateway.set_entries(entries)
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,19 +20,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from trail_operator.config import Settings
-from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditPayloadError
+from trail_operator.events.k8s_audit import AuditEventNormalizer
 from trail_operator.events.put_audit import (
     ActivityEventNormalizer,
     PutAuditEventsError,
     parse_call,
 )
-from trail_operator.events.record import Record
+from trail_operator.gateway.audit_calls import AuditCallError, parse_audit_call
 from trail_operator.gateway.auth import AuthError, authorize_audit_webhook, bearer_token
 from trail_operator.gateway.batching import InsertBatcher, InsertFailedError, OverloadedError
 from trail_operator.gateway.channels import ChannelDirectory, ChannelError, parse_channel
 from trail_operator.gateway.config import GatewayConfig
 from trail_operator.gateway.metrics import GatewayMetrics
-from trail_operator.gateway.routing import Route, build_routes, tables_for
+from trail_operator.gateway.routing import Route, build_routes
 from trail_operator.gateway.spool import Spool
 from trail_operator.gateway.spooled_batcher import SpooledBatcher
 from trail_operator.store.catalog import StoreEntry, list_entries
@@ -99,10 +99,15 @@ class Gateway:
         except Exception as exc:  # keep the last good routes while the store is away
             log.warning("cannot refresh routes from the store catalog: %s", exc)
             return
-        self.entries = {entry.ref: entry for entry in entries}
-        self.routes, problems = build_routes(entries)
+        self.set_entries(entries)
+
+    def set_entries(self, entries: list[StoreEntry]) -> None:
+        """Route to these stores from now on."""
+        routes, problems = build_routes(entries)
         for problem in problems:
             log.warning("store skipped by routing: %s", problem)
+        self.entries = {entry.ref: entry for entry in entries}
+        self.routes = routes
         self.routes_loaded = True
 
     async def _refresh_forever(self) -> None:
@@ -112,21 +117,16 @@ class Gateway:
 
     # hot path --------------------------------------------------------------
 
-    def _rows(self, records: list[Record], tables_of: Callable[[Record], list[str]],
+    def _rows(self, encoded: Iterable[tuple[str, bytes, Sequence[str]]],
               ) -> tuple[dict[str, list[bytes]], list[str]]:
         """Encoded rows by table, and their eventIDs; copies of stored events dropped."""
         rows: dict[str, list[bytes]] = {}
         ids: list[str] = []
         recent = self.batcher.recent_ids
-        for record in records:
-            event_id = record["eventID"]
+        for event_id, data, tables in encoded:
             if event_id in recent:
                 self.metrics.duplicates.inc()
                 continue
-            tables = tables_of(record)
-            if not tables:
-                continue
-            data = encode_row(record)
             for table in tables:
                 rows.setdefault(table, []).append(data)
             ids.append(event_id)
@@ -155,32 +155,22 @@ class Gateway:
             return error_response(exc.status, "Unauthorized", str(exc))
         body = await request.read()
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            self.metrics.rejected.labels(SOURCE_AUDIT, "malformed_json").inc()
-            return error_response(400, "MalformedJSON", f"body is not valid JSON: {exc}")
-        try:
-            records, rejections = self.normalizer.normalize_list(payload)
-        except AuditPayloadError as exc:
-            self.metrics.rejected.labels(SOURCE_AUDIT, "wrong_kind").inc()
-            return error_response(400, "InvalidEventList", str(exc))
-        items = payload.get("items")
-        self.metrics.received.labels(SOURCE_AUDIT).inc(len(items) if isinstance(items, list) else 0)
-        if rejections:
-            self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(len(rejections))
-        routes = self.routes
-        rows, ids = self._rows(records, lambda record: tables_for(routes, record))
+            parsed = parse_audit_call(self.normalizer, self.routes, body)
+        except AuditCallError as exc:
+            self.metrics.rejected.labels(SOURCE_AUDIT, exc.reason).inc()
+            return error_response(400, exc.code, str(exc))
+        del body
+        self.metrics.received.labels(SOURCE_AUDIT).inc(parsed.received)
+        if parsed.rejections:
+            self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(
+                len(parsed.rejections))
+        rows, ids = self._rows(parsed.rows)
         failure = await self._store(rows, ids, SOURCE_AUDIT)
         if failure is not None:
             return failure
-        self.metrics.accepted.labels(SOURCE_AUDIT).inc(len(records))
-        result = {
-            "accepted": len(records),
-            "rejected": [
-                {"index": r.index, "auditID": r.audit_id, "reason": r.reason} for r in rejections
-            ],
-        }
-        return web.json_response(result, status=400 if rejections else 200,
+        self.metrics.accepted.labels(SOURCE_AUDIT).inc(parsed.accepted)
+        result = {"accepted": parsed.accepted, "rejected": parsed.rejections}
+        return web.json_response(result, status=400 if parsed.rejections else 200,
                                  dumps=lambda o: orjson.dumps(o).decode())
 
     async def put_audit_events(self, request: web.Request) -> web.Response:
@@ -220,7 +210,8 @@ class Gateway:
             self.settings.cluster_name, self.settings.region, namespace, channel.ref,
             default_source=f"{name}.{namespace}.integrations.trail-operator.dev")
         accepted, failed = normalizer.normalize(events)
-        rows, ids = self._rows([event.record for event in accepted], lambda _: tables)
+        rows, ids = self._rows((event.record["eventID"], encode_row(event.record), tables)
+                               for event in accepted)
         failure = await self._store(rows, ids, SOURCE_PUT)
         if failure is not None:
             return failure

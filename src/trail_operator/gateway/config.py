@@ -51,6 +51,7 @@ class GatewayConfig:
             client_ca=path("TRAIL_GATEWAY_CLIENT_CA"),
             audit_token=env.get("TRAIL_GATEWAY_AUDIT_TOKEN") or None,
             batch_linger=float(env.get("TRAIL_GATEWAY_BATCH_LINGER", cls.batch_linger)),
+            batch_max_rows=int(env.get("TRAIL_GATEWAY_BATCH_MAX_ROWS", cls.batch_max_rows)),
             max_concurrent_flushes=int(env.get("TRAIL_GATEWAY_MAX_FLUSHES",
                                                cls.max_concurrent_flushes)),
             spool_dir=path("TRAIL_GATEWAY_SPOOL_DIR"),

@@ -48,7 +48,7 @@ class SpooledBatcher:
     def __init__(
         self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 10_000,
         linger: float = 0.5, max_pending_rows: int = 200_000, retry_seconds: float = 1.0,
-        recent_ids: RecentEventIds | None = None,
+        inserters: int = 2, recent_ids: RecentEventIds | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -57,38 +57,46 @@ class SpooledBatcher:
         self.linger = linger
         self.max_pending_rows = max_pending_rows
         self.retry_seconds = retry_seconds
+        # Inserts in flight at once (bounded by the store's client pool): while one
+        # waits on the engine, the next segment is already on its way.
+        self.inserters = max(1, min(inserters, store.pool_size))
         self.recent_ids = recent_ids or RecentEventIds()
         # Why the last INSERT failed; None while inserts succeed.
         self.failure: str | None = None
         self._group = _Group()
-        self._closed: list[Segment] = []  # handed to the inserter, oldest first
-        self._open_since: float | None = None  # when the open segment got its first rows
         self._group_ready = asyncio.Event()
         # Held while an append runs in its thread: closing the segment must wait.
         self._spool_lock = asyncio.Lock()
-        self._insert_wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._open_since: float | None = None  # when the open segment got its first rows
+        self._open_rows_arrived = asyncio.Event()
+        # Sealed segments not yet stored, and the queue that hands them to inserters.
+        self._unstored: list[Segment] = []
+        self._ready: asyncio.Queue[Segment | None] = asyncio.Queue()
+        self._appender: asyncio.Task[None] | None = None
+        self._sealer: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
         self._closing = False
         self._draining = False
 
     @property
     def pending_rows(self) -> int:
         """Rows accepted or being accepted that are not stored yet."""
-        return self._group.rows + self.spool.open_rows + sum(s.rows for s in self._closed)
+        return self._group.rows + self.spool.open_rows + sum(s.rows for s in self._unstored)
 
     def start(self) -> None:
-        if self._tasks:
+        if self._appender is not None:
             return
         for segment in self.spool.recover():
             if segment.rows:
                 log.info("replaying %d rows from spool segment %s",
                          segment.rows, segment.path.name)
-                self._closed.append(segment)
+                self._hand_over(segment)
             else:
                 self.spool.discard(segment)
-        self._tasks = [asyncio.create_task(self._append_forever(), name="spool-append"),
-                       asyncio.create_task(self._insert_forever(), name="spool-insert")]
-        self._insert_wake.set()
+        self._appender = asyncio.create_task(self._append_forever(), name="spool-append")
+        self._sealer = asyncio.create_task(self._seal_forever(), name="spool-seal")
+        self._workers = [asyncio.create_task(self._insert_forever(), name=f"spool-insert-{i}")
+                         for i in range(self.inserters)]
 
     async def stop(self) -> None:
         """Append what is waiting, try once to insert everything, and stop.
@@ -97,15 +105,21 @@ class SpooledBatcher:
         """
         self._closing = True
         self._group_ready.set()
-        if self._tasks:
-            appender, inserter = self._tasks
-            with contextlib.suppress(asyncio.CancelledError):
-                await appender
-            self._draining = True  # nothing more can be appended: insert the rest
-            self._insert_wake.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await inserter
-        self._tasks = []
+        if self._appender is None or self._sealer is None:
+            self.spool.close()
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._appender  # nothing more can be appended after this
+        self._sealer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sealer
+        async with self._spool_lock:
+            self._seal()
+        self._draining = True
+        for _ in self._workers:
+            self._ready.put_nowait(None)
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._appender, self._sealer, self._workers = None, None, []
         self.spool.close()
 
     async def write(self, rows_by_table: dict[str, list[bytes]], event_ids: list[str]) -> None:
@@ -131,7 +145,7 @@ class SpooledBatcher:
         self._group_ready.set()
         await future
 
-    # appending -------------------------------------------------------------
+    # appending and sealing ---------------------------------------------------
 
     async def _append_forever(self) -> None:
         while True:
@@ -143,9 +157,14 @@ class SpooledBatcher:
                 continue
             group, self._group = self._group, _Group()
             try:
-                # While this fsync runs, new calls gather into the next group.
                 async with self._spool_lock:
+                    # While this fsync runs, new calls gather into the next group.
                     await asyncio.to_thread(self.spool.append, group.rows_by_table)
+                    if self._open_since is None:
+                        self._open_since = time.monotonic()
+                        self._open_rows_arrived.set()  # starts the segment's linger clock
+                    if self.spool.open_rows >= self.max_rows:
+                        self._seal()
             except OSError as exc:
                 log.error("cannot write the spool: %s", exc)
                 for future, _ in group.waiters:
@@ -153,59 +172,52 @@ class SpooledBatcher:
                         future.set_exception(InsertFailedError(
                             f"the gateway cannot write its spool: {exc}"))
                 continue
-            if self._open_since is None:
-                self._open_since = time.monotonic()
-                self._insert_wake.set()  # starts the linger clock of the new segment
             for future, event_ids in group.waiters:
                 self.recent_ids.add_all(event_ids)
                 if not future.done():
                     future.set_result(None)
-            if self.spool.open_rows >= self.max_rows:
-                self._insert_wake.set()
+
+    async def _seal_forever(self) -> None:
+        """Seal the open segment once its first rows are `linger` seconds old."""
+        while True:
+            await self._open_rows_arrived.wait()
+            self._open_rows_arrived.clear()
+            opened = self._open_since
+            if opened is None:
+                continue
+            await asyncio.sleep(max(0.0, self.linger - (time.monotonic() - opened)))
+            async with self._spool_lock:
+                if self._open_since == opened:  # not sealed for size meanwhile
+                    self._seal()
+
+    def _seal(self) -> None:
+        """Close the open segment and queue it for insertion (spool lock held)."""
+        opened, self._open_since = self._open_since, None
+        for segment in self.spool.close_segments():
+            segment.opened = opened
+            self._hand_over(segment)
+
+    def _hand_over(self, segment: Segment) -> None:
+        self._unstored.append(segment)
+        self._ready.put_nowait(segment)
 
     # inserting -------------------------------------------------------------
 
     async def _insert_forever(self) -> None:
         while True:
-            if not self._closed:
-                if not self._draining and not await self._open_segment_due():
-                    continue
-                async with self._spool_lock:
-                    opened = self._open_since
-                    for segment in self.spool.close_segments():
-                        segment.opened = opened
-                        self._closed.append(segment)
-                    self._open_since = None
-                if not self._closed:
-                    if self._draining:
-                        return
-                    continue
-            segment = self._closed[0]
-            if await self._insert(segment):
-                self._closed.pop(0)
-                self.spool.discard(segment)
-            elif self._draining:
-                return  # the store is down at shutdown: the spool keeps the rows
-            else:
+            segment = await self._ready.get()
+            if segment is None:
+                return
+            while not await self._insert(segment):
+                if self._draining:
+                    return  # the store is down at shutdown: the spool keeps the rows
                 await asyncio.sleep(self.retry_seconds)
+            self._unstored.remove(segment)
+            self.spool.discard(segment)
             self.metrics.queue_depth.set(self.pending_rows)
-
-    async def _open_segment_due(self) -> bool:
-        """Wait until the open segment should be inserted: full, or old enough."""
-        if self._open_since is None or self.spool.open_rows == 0:
-            timeout: float | None = None
-        else:
-            timeout = self.linger - (time.monotonic() - self._open_since)
-            if timeout <= 0 or self.spool.open_rows >= self.max_rows:
-                return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._insert_wake.wait(), timeout=timeout)
-        self._insert_wake.clear()
-        return False
 
     async def _insert(self, segment: Segment) -> bool:
         """Insert what is left of a segment, table by table; True when all is stored."""
-        started = segment.opened or time.monotonic()
         for table in list(segment.rows_by_table):
             rows = segment.rows_by_table[table]
             try:
@@ -218,5 +230,6 @@ class SpooledBatcher:
             del segment.rows_by_table[table]  # stored: a retry must not insert it again
             self.metrics.inserted.labels(table).inc(len(rows))
         self.failure = None
-        self.metrics.batch_latency.observe(time.monotonic() - started)
+        if segment.opened is not None:
+            self.metrics.batch_latency.observe(time.monotonic() - segment.opened)
         return True

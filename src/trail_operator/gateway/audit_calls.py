@@ -1,0 +1,67 @@
+"""One `/k8s-audit` call's CPU-bound part: parse, normalize, route, encode.
+
+A pure function of the body and the routes, kept apart from the HTTP handler
+so the handler only deals with status codes, metrics and the batcher. It
+returns encoded rows, not records: the parsed body is freed before the handler
+waits for the spool, while it is still in the CPU caches (freeing it after the
+wait, with other calls' bodies in between, measured as a sixth of the
+gateway's time under load).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditPayloadError
+from trail_operator.gateway.routing import Route, tables_for
+from trail_operator.store.rows import encode_row
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedAuditCall:
+    """What one `/k8s-audit` body became: rows to store, and what was refused."""
+
+    received: int
+    accepted: int
+    # (eventID, encoded row, tables) for each record that some store takes.
+    rows: list[tuple[str, bytes, tuple[str, ...]]]
+    rejections: list[dict[str, Any]]
+
+
+class AuditCallError(ValueError):
+    """The body as a whole is refused; `reason` is the metric label, `code` the error code."""
+
+    def __init__(self, reason: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+
+
+def parse_audit_call(normalizer: AuditEventNormalizer, routes: tuple[Route, ...],
+                     body: bytes) -> ParsedAuditCall:
+    """Rows to store for an EventList body; raises AuditCallError for a body refused whole."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise AuditCallError("malformed_json", "MalformedJSON",
+                             f"body is not valid JSON: {exc}") from None
+    try:
+        records, rejections = normalizer.normalize_list(payload)
+    except AuditPayloadError as exc:
+        raise AuditCallError("wrong_kind", "InvalidEventList", str(exc)) from None
+    items = payload.get("items")
+    rows = []
+    for record in records:
+        tables = tables_for(routes, record)
+        if tables:
+            rows.append((record["eventID"], encode_row(record), tuple(tables)))
+    return ParsedAuditCall(
+        received=len(items) if isinstance(items, list) else 0,
+        accepted=len(records),
+        rows=rows,
+        rejections=[{"index": r.index, "auditID": r.audit_id, "reason": r.reason}
+                    for r in rejections],
+    )
