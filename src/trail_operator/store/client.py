@@ -18,7 +18,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from trail_operator.store.naming import qualified, quote_identifier
+from trail_operator.store.naming import qualified
 
 # Settings for every JSONEachRow insert: records carry objects for the JSON
 # text columns and may carry fields the schema does not know.
@@ -47,10 +47,6 @@ JSON_OUTPUT_SETTINGS_CLAUSE = ", ".join(
 )
 
 
-def _setting_literal(value: Any) -> str:
-    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "\\'") + "'"
-
-
 class StoreError(RuntimeError):
     """The store refused a statement or could not be reached."""
 
@@ -76,8 +72,6 @@ class Store:
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._open = 0
         self._lock = threading.Lock()
-        # chDB connections used for inserts (see insert_lines).
-        self._engine_connections: queue.Queue[Any] = queue.Queue()
 
     def _new_client(self) -> Any:
         options: dict[str, Any] = dict(self._credentials)
@@ -179,45 +173,6 @@ class Store:
         """Insert newline-separated JSON objects into `database.table`; durable on return."""
         self.insert_json(table, data, columns)
 
-    def insert_lines(self, table: str, lines: Sequence[bytes], columns: Sequence[str] = (),
-                     compact: bool = False) -> None:
-        """Insert JSON rows, one per line (objects, or arrays in `columns` order when
-        `compact`); durable on return.
-
-        On chDB the rows go to the engine in the INSERT's own text, in one call:
-        the driver's path writes them to a temporary file first, and every step
-        of that takes the interpreter lock again. Under ingest load, with the
-        event loop holding the lock in long parses, an 800-row insert took 140 ms
-        that way and 100 ms this way (35 ms on an idle process).
-        """
-        if not lines:
-            return
-        if not self.embedded or "?" in self.dsn:
-            self.insert_json(table, b"\n".join(lines), columns, compact)
-            return
-        cols = f" ({', '.join(quote_identifier(c) for c in columns)})" if columns else ""
-        settings = ", ".join(f"{k} = {_setting_literal(v)}"
-                             for k, v in JSON_INSERT_SETTINGS.items())
-        fmt = "JSONCompactEachRow" if compact else "JSONEachRow"
-        head = (f"INSERT INTO {qualified(self.database, table)}{cols}"
-                f" SETTINGS {settings} FORMAT {fmt}")
-        statement = b"\n".join([head.encode(), *lines])
-        connection = self._engine_connection()
-        try:
-            connection.query(statement, "TabSeparated")
-        except Exception as exc:  # chDB raises RuntimeError subclasses with the engine's text
-            raise StoreError(str(exc)) from exc
-        finally:
-            self._engine_connections.put(connection)
-
-    def _engine_connection(self) -> Any:
-        try:
-            return self._engine_connections.get_nowait()
-        except queue.Empty:
-            import chdb
-
-            return chdb.connect(self.dsn.removeprefix("chdb://"))  # type: ignore[no-untyped-call]
-
     def insert_json(self, table: str, data: bytes, columns: Sequence[str] = (),
                     compact: bool = False) -> None:
         """Insert JSON rows (objects, or arrays in `columns` order when `compact`)."""
@@ -237,11 +192,6 @@ class Store:
         return True
 
     def close(self) -> None:
-        while True:
-            try:
-                self._engine_connections.get_nowait().close()
-            except queue.Empty:
-                break
         while True:
             try:
                 client = self._idle.get_nowait()
