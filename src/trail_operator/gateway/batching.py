@@ -33,6 +33,15 @@ class InsertFailedError(RuntimeError):
     """The batch holding the caller's rows was not stored."""
 
 
+def check_admission(count: int, pending: int, max_pending: int, closing: bool) -> None:
+    """Refuse a call the batcher must not take now (the sender retries later)."""
+    if closing:
+        raise OverloadedError("the gateway is shutting down")
+    if pending + count > max_pending:
+        raise OverloadedError(
+            f"{pending} rows are waiting to be stored (limit {max_pending}); retry later")
+
+
 class RecentEventIds:
     """EventIDs stored lately, so a retried call does not store its events twice.
 
@@ -106,12 +115,7 @@ class InsertBatcher:
         count = sum(len(rows) for rows in rows_by_table.values())
         if count == 0:
             return
-        if self._closing:
-            raise OverloadedError("the gateway is shutting down")
-        if self.pending_rows + count > self.max_pending_rows:
-            raise OverloadedError(
-                f"{self.pending_rows} rows are waiting to be stored (limit "
-                f"{self.max_pending_rows}); retry later")
+        check_admission(count, self.pending_rows, self.max_pending_rows, self._closing)
         batch = self._batch
         for table, rows in rows_by_table.items():
             batch.chunks.setdefault(table, []).extend(rows)

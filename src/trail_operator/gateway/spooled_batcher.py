@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from trail_operator.gateway.batching import InsertFailedError, OverloadedError, RecentEventIds
+from trail_operator.gateway.batching import InsertFailedError, RecentEventIds, check_admission
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.spool import Segment, Spool
 from trail_operator.store.client import Store
@@ -127,14 +127,9 @@ class SpooledBatcher:
         count = sum(len(rows) for rows in rows_by_table.values())
         if count == 0:
             return
-        if self._closing:
-            raise OverloadedError("the gateway is shutting down")
-        if self.failure is not None:
+        if self.failure is not None and not self._closing:
             raise InsertFailedError(self.failure)
-        if self.pending_rows + count > self.max_pending_rows:
-            raise OverloadedError(
-                f"{self.pending_rows} rows are waiting to be stored (limit "
-                f"{self.max_pending_rows}); retry later")
+        check_admission(count, self.pending_rows, self.max_pending_rows, self._closing)
         group = self._group
         for table, rows in rows_by_table.items():
             group.rows_by_table.setdefault(table, []).extend(rows)
