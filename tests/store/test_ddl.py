@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from trail_operator.query.lookup import LookupRequest, lookup
 from trail_operator.store.client import Store
-from trail_operator.store.ddl import TableSpec, build_table_ddl, build_ttl_alter
-from trail_operator.store.naming import UnsafeIdentifierError, quote_identifier, table_name_for
+from trail_operator.store.ddl import (
+    LOOKUP_USERNAME_COLUMN,
+    TableSpec,
+    build_table_ddl,
+    build_ttl_alter,
+)
+from trail_operator.store.naming import (
+    UnsafeIdentifierError,
+    qualified,
+    quote_identifier,
+    table_name_for,
+)
 from trail_operator.store.tables import current_retention_days, ensure_table, table_exists
 
 
@@ -43,3 +54,24 @@ def test_ensure_table_is_idempotent_and_reports_what_changed(store: Store) -> No
     longer = TableSpec(spec.database, spec.table, 60)
     assert ensure_table(store, longer) == ["retention changed from 14 to 60 days"]
     assert current_retention_days(store, spec) == 60
+
+
+def test_a_table_of_an_earlier_version_gets_the_lookup_column_and_answers_by_username(
+        store: Store) -> None:
+    spec = TableSpec(store.database, table_name_for("ddl", "earlier"), 30)
+    earlier = build_table_ddl(spec).replace(
+        f",\n    `{LOOKUP_USERNAME_COLUMN}` LowCardinality(String) MATERIALIZED"
+        " userIdentity.username", "").replace(
+        f",\n    INDEX idx_lookup_username {LOOKUP_USERNAME_COLUMN}"
+        " TYPE bloom_filter(0.01) GRANULARITY 4", "")
+    assert LOOKUP_USERNAME_COLUMN not in earlier
+    store.command(earlier)
+    store.command(
+        f"INSERT INTO {qualified(spec.database, spec.table)} (eventID, eventTime, userIdentity)"
+        " SELECT generateUUIDv4(), now64(3), tuple('User', '', '', '', '', 'alice', '', [], map(),"
+        " tuple('', '', []), '', '')")
+    assert ensure_table(store, spec) == [f"added column(s) {LOOKUP_USERNAME_COLUMN}"]
+    assert ensure_table(store, spec) == []
+    page = lookup(store, spec.table, LookupRequest("Username", "alice"))
+    assert [record["userIdentity"]["username"] for record in page.records] == ["alice"]
+    assert LOOKUP_USERNAME_COLUMN not in page.records[0]

@@ -48,6 +48,7 @@ import orjson
 
 from trail_operator.query.records import RECORD_SELECT_LIST, row_to_record
 from trail_operator.store.client import JSON_OUTPUT_SETTINGS_CLAUSE, Store
+from trail_operator.store.ddl import LOOKUP_USERNAME_COLUMN
 from trail_operator.store.naming import qualified
 
 DEFAULT_WINDOW: Final = timedelta(days=90)
@@ -73,7 +74,7 @@ ATTRIBUTE_CONDITIONS: Final[dict[str, str]] = {
     "EventId": _equals("eventID", "UUID"),
     "EventName": _equals("eventName", "String"),
     "ReadOnly": _equals("readOnly", "Bool"),
-    "Username": _equals("userIdentity.username", "String"),
+    "Username": _equals(LOOKUP_USERNAME_COLUMN, "String"),
     "ResourceType": _contains("resources.type"),
     "ResourceName": _contains("resources.name"),
     "EventSource": _equals("eventSource", "String"),

@@ -21,11 +21,11 @@ from typing import Any, Final
 
 import orjson
 
-from trail_operator.store.ddl import EVENT_COLUMNS
+from trail_operator.store.ddl import EVENT_COLUMNS, LOOKUP_USERNAME_COLUMN
 from trail_operator.store.naming import quote_identifier
 
 # Columns that belong to the store, not to the record.
-STORE_ONLY_COLUMNS: Final = ("ingestTime",)
+STORE_ONLY_COLUMNS: Final = ("ingestTime", LOOKUP_USERNAME_COLUMN)
 
 # Columns holding JSON text that is parsed back into a value.
 JSON_TEXT_COLUMNS: Final = ("requestParameters", "responseElements", "additionalEventData")

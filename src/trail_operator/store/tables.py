@@ -7,7 +7,9 @@ from datetime import datetime
 
 from trail_operator.store.client import Store
 from trail_operator.store.ddl import (
+    ADDED_COLUMNS,
     TableSpec,
+    build_add_columns,
     build_database_ddl,
     build_drop_table,
     build_table_ddl,
@@ -29,27 +31,39 @@ def ensure_table(store: Store, spec: TableSpec) -> list[str]:
 
     Returns what it changed, in words, for events and logs.
     """
-    current = current_retention_days(store, spec)
-    if current is None:
+    ddl = current_ddl(store, spec)
+    if ddl is None:
         store.command(build_database_ddl(spec.database, spec.cluster))
         store.command(build_table_ddl(spec))
         return [f"created with retention {spec.retention_days} days"]
+    changes = []
+    missing = [name for name in ADDED_COLUMNS if name not in ddl]
+    if missing:
+        store.command(build_add_columns(spec, missing))
+        changes.append(f"added column(s) {', '.join(missing)}")
+    current = retention_days_of(ddl)
     if current != spec.retention_days:
         store.command(build_ttl_alter(spec))
-        return [f"retention changed from {current} to {spec.retention_days} days"]
-    return []
+        changes.append(f"retention changed from {current} to {spec.retention_days} days")
+    return changes
 
 
-def current_retention_days(store: Store, spec: TableSpec) -> int | None:
-    """The retention the table's TTL has now, read back from its DDL."""
+def current_ddl(store: Store, spec: TableSpec) -> str | None:
     rows = store.rows(
         "SELECT create_table_query FROM system.tables WHERE database = {db:String}"
         " AND name = {table:String}",
         parameters={"db": spec.database, "table": spec.table},
     )
-    if not rows:
-        return None
-    ddl = str(rows[0][0])
+    return str(rows[0][0]) if rows else None
+
+
+def current_retention_days(store: Store, spec: TableSpec) -> int | None:
+    """The retention the table's TTL has now, read back from its DDL."""
+    ddl = current_ddl(store, spec)
+    return None if ddl is None else retention_days_of(ddl)
+
+
+def retention_days_of(ddl: str) -> int | None:
     marker = "toIntervalDay("
     start = ddl.find(marker)
     if start < 0:
