@@ -159,7 +159,7 @@ class Gateway:
         except AuditCallError as exc:
             self.metrics.rejected.labels(SOURCE_AUDIT, exc.reason).inc()
             return error_response(400, exc.code, str(exc))
-        del body
+        del body  # only the encoded rows wait for the spool or the INSERT, not the call's body
         self.metrics.received.labels(SOURCE_AUDIT).inc(parsed.received)
         if parsed.rejections:
             self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(
