@@ -41,6 +41,29 @@ def test_frames_read_back_as_written_and_a_torn_tail_is_dropped(tmp_path: Path) 
     assert segment.rows_by_table == {"a": [b'["1"]', b'["2"]', b'["4"]'], "b": [b'["3"]']}
 
 
+def test_a_failed_append_closes_its_segment_so_later_frames_stay_readable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path)
+    spool.append({"a": [b'["1"]']})
+    real_write = os.write
+
+    def disk_full(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data)[: len(data) // 2])  # half a frame reaches the disk
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        spool.append({"a": [b'["2"]']})
+    monkeypatch.setattr(os, "write", real_write)
+    spool.append({"a": [b'["3"]']})
+    handed_over = spool.close_segments()
+    assert [segment.rows_by_table for segment in handed_over] == [
+        {"a": [b'["1"]']}, {"a": [b'["3"]']}]
+    recovered = Spool(tmp_path).recover()
+    assert [segment.rows_by_table for segment in recovered] == [
+        {"a": [b'["1"]']}, {"a": [b'["3"]']}]
+
+
 def test_a_damaged_frame_is_not_read_as_rows() -> None:
     frame = bytearray(encode_frame({"a": [b'["1"]']}))
     frame[-2] ^= 0xFF
