@@ -110,6 +110,25 @@ def test_store_failure_turns_calls_away_with_503_and_spooled_rows_are_stored_onc
     assert store.rows(count)[0][0] == 4
 
 
+def test_rows_spooled_for_a_store_deleted_meanwhile_are_dropped_and_ingest_goes_on(
+        store: Store, tmp_path: Path) -> None:
+    doomed, other = entry(store, "spool-doomed"), entry(store, "spool-other")
+    with running_gateway(store, [doomed], spool_dir=tmp_path, spool_linger=1.0) as gw:
+        assert requests.post(f"{gw.url}/k8s-audit", json=event_list(3),
+                             headers=gw.headers).status_code == 200
+        # The store is deleted before the spooled rows reach it.
+        gw.gateway.set_entries([other])
+        store.command(f"DROP TABLE trail.`{doomed.table}` SYNC")
+        wait_until(lambda: gw.gateway.batcher.pending_rows == 0)
+        metrics = requests.get(f"{gw.url}/metrics").text
+        assert f'trail_gateway_insert_failures_total{{store="{doomed.table}"}} 1.0' in metrics
+        assert gw.gateway.batcher.failure is None  # type: ignore[union-attr]
+        assert requests.get(f"{gw.url}/readyz").status_code == 200
+        assert requests.post(f"{gw.url}/k8s-audit", json=event_list(2),
+                             headers=gw.headers).status_code == 200
+        wait_until(lambda: store.rows(f"SELECT count() FROM trail.`{other.table}`")[0][0] == 2)
+
+
 def test_a_spool_backlog_past_the_limit_is_refused_with_429(store: Store, tmp_path: Path) -> None:
     target = entry(store, "spool-overload")
     with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=30.0,

@@ -71,7 +71,7 @@ class Gateway:
             self.batcher = SpooledBatcher(
                 self.store, self.metrics, Spool(self.config.spool_dir),
                 max_rows=self.config.batch_max_rows, linger=self.config.spool_linger,
-                max_pending_rows=self.config.max_pending_rows)
+                max_pending_rows=self.config.max_pending_rows, is_routed=self._is_routed)
         else:
             self.batcher = InsertBatcher(
                 self.store, self.metrics, max_rows=self.config.batch_max_rows,
@@ -100,6 +100,9 @@ class Gateway:
             log.warning("cannot refresh routes from the store catalog: %s", exc)
             return
         self.set_entries(entries)
+
+    def _is_routed(self, table: str) -> bool:
+        return any(entry.table == table for entry in self.entries.values())
 
     def set_entries(self, entries: list[StoreEntry]) -> None:
         """Route to these stores from now on."""

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trail_operator.gateway.batching import InsertFailedError, RecentEventIds, check_admission
@@ -49,6 +50,7 @@ class SpooledBatcher:
         self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 10_000,
         linger: float = 0.5, max_pending_rows: int = 200_000, retry_seconds: float = 1.0,
         inserters: int = 2, recent_ids: RecentEventIds | None = None,
+        is_routed: Callable[[str], bool] = lambda table: True,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -61,6 +63,9 @@ class SpooledBatcher:
         # waits on the engine, the next segment is already on its way.
         self.inserters = max(1, min(inserters, store.pool_size))
         self.recent_ids = recent_ids or RecentEventIds()
+        # Whether a table still belongs to a store; rows spooled for a store that was
+        # deleted meanwhile are dropped instead of retried (and blocking ingest) forever.
+        self.is_routed = is_routed
         # Why the last INSERT failed; None while inserts succeed.
         self.failure: str | None = None
         self._group = _Group()
@@ -218,6 +223,12 @@ class SpooledBatcher:
             try:
                 await asyncio.to_thread(insert_rows, self.store, table, rows)
             except Exception as exc:  # any failure must reach the senders, not end the loop
+                if not self.is_routed(table):
+                    log.warning("dropping %d spooled rows for %s: its store was deleted (%s)",
+                                len(rows), table, str(exc)[:200])
+                    self.metrics.insert_failures.labels(table).inc()
+                    del segment.rows_by_table[table]
+                    continue
                 self.failure = f"store table {table} did not accept the batch: {str(exc)[:300]}"
                 self.metrics.insert_failures.labels(table).inc()
                 log.warning("%s; retrying in %.1f s", self.failure, self.retry_seconds)
