@@ -41,6 +41,23 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     store.close()
 
 
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0,
+             interval: float = 0.2) -> Any:
+    """Poll `check` until it returns something true (an API error counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except k8s.ApiException as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
 @dataclass
 class Trail:
     """The running all-in-one process (operator + gateway) and what it talks to."""
@@ -60,18 +77,7 @@ class Trail:
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30.0,
                  interval: float = 0.2) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except k8s.ApiException as exc:
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(interval)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        return wait_for(what, check, timeout, interval)
 
     def wait_stored(self, timeout: float = 30.0) -> None:
         """Wait until the gateway has inserted every row it acknowledged from its spool."""

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -16,17 +17,14 @@ import requests
 
 from gateway.gateway_harness import AUDIT_TOKEN, running_gateway
 from gateway.test_failure_modes import entry, event_list
+from trail_fixtures import wait_for
 from trail_operator.gateway.spool import MAGIC, Spool, decode_frames, encode_frame
 from trail_operator.sandbox.controlplane import free_port
 from trail_operator.store.client import Store
 
 
-def wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
+    wait_for("the spool test's condition", check, timeout, interval=0.05)
 
 
 def test_frames_read_back_as_written_and_a_torn_tail_is_dropped(tmp_path: Path) -> None:
@@ -122,7 +120,7 @@ def test_rows_spooled_for_a_store_deleted_meanwhile_are_dropped_and_ingest_goes_
         wait_until(lambda: gw.gateway.batcher.pending_rows == 0)
         metrics = requests.get(f"{gw.url}/metrics").text
         assert f'trail_gateway_insert_failures_total{{store="{doomed.table}"}} 1.0' in metrics
-        assert gw.gateway.batcher.failure is None  # type: ignore[union-attr]
+        assert gw.gateway.batcher.failure is None
         assert requests.get(f"{gw.url}/readyz").status_code == 200
         assert requests.post(f"{gw.url}/k8s-audit", json=event_list(2),
                              headers=gw.headers).status_code == 200

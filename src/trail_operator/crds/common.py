@@ -261,6 +261,27 @@ S3_CREDENTIALS_DESCRIPTION: Final = (
     f"Secret with the keys `{S3_ACCESS_KEY_ID_KEY}`, `{S3_SECRET_ACCESS_KEY_KEY}` and optionally "
     f"`{S3_SESSION_TOKEN_KEY}`; without it, the AWS default credential chain is used."
 )
+S3_BUCKET_PATTERN: Final = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
+
+
+def s3_bucket_field(description: str) -> Any:
+    """An S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)."""
+    return Field(min_length=3, max_length=63, pattern=S3_BUCKET_PATTERN, description=description)
+
+
+class S3Access(CrdModel):
+    """How to reach a bucket: the server, its region, addressing and credentials."""
+
+    endpoint: str | None = Field(
+        None, pattern=r"^https?://", description="URL of an S3-compatible server; default: AWS S3."
+    )
+    region: str | None = Field(None, min_length=1, description="Region of the bucket.")
+    force_path_style: bool | None = Field(
+        None,
+        description="Address the bucket in the URL path instead of the host name; most "
+        "S3-compatible servers need it.",
+    )
+    credentials_secret_ref: SecretRef | None = Field(None, description=S3_CREDENTIALS_DESCRIPTION)
 
 
 # --- Labels (a subset of metav1.LabelSelector) ----------------------------------

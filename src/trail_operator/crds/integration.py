@@ -17,7 +17,6 @@ from pydantic import Field
 from trail_operator.crds.common import (
     AGE_COLUMN,
     READY_COLUMN,
-    S3_CREDENTIALS_DESCRIPTION,
     CelRule,
     Conditions,
     CrdModel,
@@ -26,7 +25,8 @@ from trail_operator.crds.common import (
     LabelSelector,
     ObjectNameSet,
     PrinterColumn,
-    SecretRef,
+    S3Access,
+    s3_bucket_field,
 )
 
 # Key of the Secret named by `status.tokenSecretName` that holds a push channel's token.
@@ -36,26 +36,11 @@ IntegrationType = Literal["push", "sidecar", "s3Import"]
 ImportState = Literal["Initializing", "InProgress", "Completed", "Failed", "Stopped"]
 
 
-class S3ImportSource(CrdModel):
+class S3ImportSource(S3Access):
     """CloudTrail log files to import (`<prefix>/AWSLogs/...` or `<prefix>/TrailLogs/...`)."""
 
-    bucket: str = Field(
-        min_length=3,
-        max_length=63,
-        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
-        description="The bucket holding the log files.",
-    )
+    bucket: str = s3_bucket_field("The bucket holding the log files.")
     prefix: str | None = Field(None, description="Only objects under this key prefix.")
-    endpoint: str | None = Field(
-        None, pattern=r"^https?://", description="URL of an S3-compatible server; default: AWS S3."
-    )
-    region: str | None = Field(None, min_length=1, description="Region of the bucket.")
-    force_path_style: bool | None = Field(
-        None,
-        description="Address the bucket in the URL path instead of the host name; most "
-        "S3-compatible servers need it.",
-    )
-    credentials_secret_ref: SecretRef | None = Field(None, description=S3_CREDENTIALS_DESCRIPTION)
     continuous: bool = Field(
         False, description="Keep importing new log files as they arrive, instead of once."
     )

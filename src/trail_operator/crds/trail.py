@@ -18,7 +18,6 @@ from trail_operator.crds.common import (
     AGE_COLUMN,
     MAX_ADVANCED_EVENT_SELECTORS,
     READY_COLUMN,
-    S3_CREDENTIALS_DESCRIPTION,
     AdvancedEventSelector,
     CelRule,
     Conditions,
@@ -27,8 +26,9 @@ from trail_operator.crds.common import (
     KindInfo,
     NamespaceSet,
     PrinterColumn,
+    S3Access,
     SecretKeyRef,
-    SecretRef,
+    s3_bucket_field,
 )
 
 DEFAULT_DELIVERY_INTERVAL_SECONDS: Final = 60
@@ -74,32 +74,15 @@ class EventSelector(CrdModel):
     )
 
 
-class S3Destination(CrdModel):
+class S3Destination(S3Access):
     """Where log files and digests are delivered."""
 
-    bucket: str = Field(
-        min_length=3,
-        max_length=63,
-        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
-        description="The bucket; it must exist.",
-    )
+    bucket: str = s3_bucket_field("The bucket; it must exist.")
     prefix: str | None = Field(
         None,
         max_length=200,
         description="Key prefix; files go under `<prefix>/TrailLogs/...`.",
     )
-    endpoint: str | None = Field(
-        None,
-        pattern=r"^https?://",
-        description="URL of an S3-compatible server; default: AWS S3.",
-    )
-    region: str | None = Field(None, min_length=1, description="Region of the bucket.")
-    force_path_style: bool | None = Field(
-        None,
-        description="Address the bucket in the URL path instead of the host name; most "
-        "S3-compatible servers need it.",
-    )
-    credentials_secret_ref: SecretRef | None = Field(None, description=S3_CREDENTIALS_DESCRIPTION)
     server_side_encryption: ServerSideEncryption | None = Field(
         None, description="Server-side encryption of delivered files; `aws:kms` needs kmsKeyId."
     )

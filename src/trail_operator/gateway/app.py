@@ -239,9 +239,8 @@ class Gateway:
             return web.Response(status=503, text="routes not loaded from the store catalog")
         if not await asyncio.to_thread(self.store.ping):
             return web.Response(status=503, text="store unreachable")
-        failure = getattr(self.batcher, "failure", None)
-        if failure is not None:
-            return web.Response(status=503, text=f"inserts are failing: {failure}")
+        if self.batcher.failure is not None:
+            return web.Response(status=503, text=f"inserts are failing: {self.batcher.failure}")
         return web.Response(text="ok")
 
     async def metrics_endpoint(self, _: web.Request) -> web.Response:

@@ -74,6 +74,10 @@ class _Batch:
 
 
 class InsertBatcher:
+    # Each call here learns of its own failed INSERT; nothing fails for the gateway
+    # as a whole (the spooled batcher's `failure` does).
+    failure: str | None = None
+
     def __init__(
         self, store: Store, metrics: GatewayMetrics, *, max_rows: int = 10_000,
         linger: float = 0.01, max_pending_rows: int = 200_000, max_concurrent_flushes: int = 2,
