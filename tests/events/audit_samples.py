@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
+from hypothesis import strategies as st
+
 # A service account token (shortened): what TokenRequest answers and TokenReview asks about.
 BEARER_TOKEN: Final = (
     "eyJhbGciOiJSUzI1NiIsImtpZCI6IlI3T3VlZ3hy.eyJhdWQiOlsiaHR0cHM6Ly9rdWJl.VyN6ASmaFjjYMnN0RW0M"
@@ -1038,3 +1040,31 @@ def event_list(*events: object) -> dict[str, Any]:
         "metadata": {},
         "items": list(events),
     }
+
+
+# Any JSON value, small: what a damaged field may hold.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def damaged_event(data: st.DataObject) -> dict[str, Any]:
+    """A copy of a sample with one field, at the top or nested, replaced by random JSON."""
+    event = copy.deepcopy(data.draw(st.sampled_from(FINAL_STAGE_EVENTS)))
+    target: dict[str, Any] = event
+    while True:
+        key = data.draw(st.sampled_from(sorted(target)) | st.text(max_size=8))
+        inner = target.get(key)
+        if isinstance(inner, dict) and inner and data.draw(st.booleans()):
+            target = inner
+            continue
+        target[key] = data.draw(JSON_VALUES)
+        return event

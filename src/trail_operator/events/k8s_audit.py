@@ -102,18 +102,19 @@ class AuditRejection:
 class AuditEventNormalizer:
     """Turns the audit events of one cluster into records.
 
-    Holds only caches of pure functions: one instance per cluster can be
-    shared by every request handler of a process (no locking needed; a lost
-    cache insert is only recomputed).
+    Holds only caches of pure functions (and of the identities they built):
+    one instance per cluster can be shared by every request handler of a
+    process (no locking needed; a lost cache insert is only recomputed).
     """
 
-    __slots__ = ("_cluster", "_path_routes", "_region", "_routes")
+    __slots__ = ("_cluster", "_identities", "_path_routes", "_region", "_routes")
 
     def __init__(self, cluster_name: str, region: str) -> None:
         self._cluster = cluster_name
         self._region = region
         self._routes: dict[tuple[str, str, str, str], Route] = {}
         self._path_routes: dict[tuple[str, str], tuple[Route, ResourcePath | None]] = {}
+        self._identities: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def normalize_list(self, body: object) -> tuple[list[Record], list[AuditRejection]]:
         """Records for the final-stage events of an EventList, and the items refused.
@@ -139,31 +140,31 @@ class AuditEventNormalizer:
             raise AuditPayloadError(f"items: must be a list, got {_type_name(items)}")
         records: list[Record] = []
         rejections: list[AuditRejection] = []
-        normalize = self.normalize
         for index, item in enumerate(items):
-            if type(item) is not dict:
-                rejections.append(
-                    AuditRejection(
-                        index, None, f"items[{index}]: must be an object, got {_type_name(item)}"
-                    )
-                )
-                continue
-            try:
-                record = normalize(item)
-            except AuditEventError as error:
-                reason = f"items[{index}].{error.field}: {error.reason}"
-            except (TypeError, AttributeError, KeyError, ValueError) as error:
-                # Shapes no check anticipated: refuse the item, not the batch.
-                reason = f"items[{index}]: malformed event ({type(error).__name__}: {error})"
-            else:
-                if record is not None:
-                    records.append(record)
-                continue
-            audit_id = item.get("auditID")
-            if type(audit_id) is not str or not audit_id:
-                audit_id = None
-            rejections.append(AuditRejection(index, audit_id, reason))
+            result = self.normalize_item(index, item)
+            if type(result) is AuditRejection:
+                rejections.append(result)
+            elif result is not None:
+                records.append(result)  # type: ignore[arg-type]
         return records, rejections
+
+    def normalize_item(self, index: int, item: object) -> Record | AuditRejection | None:
+        """`items[index]` of an EventList: its record, why it was refused, or None (not final)."""
+        if type(item) is not dict:
+            return AuditRejection(
+                index, None, f"items[{index}]: must be an object, got {_type_name(item)}"
+            )
+        try:
+            return self.normalize(item)
+        except AuditEventError as error:
+            reason = f"items[{index}].{error.field}: {error.reason}"
+        except (TypeError, AttributeError, KeyError, ValueError) as error:
+            # Shapes no check anticipated: refuse the item, not the batch.
+            reason = f"items[{index}]: malformed event ({type(error).__name__}: {error})"
+        audit_id = item.get("auditID")
+        if type(audit_id) is not str or not audit_id:
+            audit_id = None
+        return AuditRejection(index, audit_id, reason)
 
     def normalize(self, event: dict[str, Any]) -> Record | None:
         """The record for one audit event; None for a stage that is not final.
@@ -184,14 +185,14 @@ class AuditEventNormalizer:
             raise AuditEventError("verb", _expected(verb, "a non-empty string"))
         received = event.get("requestReceivedTimestamp")
         if received is not None:
-            event_time = _event_time(received, "requestReceivedTimestamp")
+            event_time = parse_event_time(received, "requestReceivedTimestamp")
         else:
             received = event.get("stageTimestamp")
             if received is None:
                 raise AuditEventError(
                     "requestReceivedTimestamp", "missing (and no stageTimestamp either)"
                 )
-            event_time = _event_time(received, "stageTimestamp")
+            event_time = parse_event_time(received, "stageTimestamp")
         uri = event.get("requestURI")
         if uri is None:
             uri = ""
@@ -206,12 +207,7 @@ class AuditEventNormalizer:
             assert ref is not None
             group = ref.get("apiGroup") or ""
             subresource = ref.get("subresource") or ""
-            try:
-                route = self._routes.get((verb, group, resource, subresource))
-            except TypeError:  # an unhashable value where a string belongs
-                route = None
-            if route is None:
-                route = self._resource_route(verb, group, resource, subresource)
+            route = self.resource_route(verb, group, resource, subresource)
             namespace = ref.get("namespace") or ""
             name = ref.get("name") or ""
             uid = ref.get("uid") or ""
@@ -222,42 +218,31 @@ class AuditEventNormalizer:
             if type(uid) is not str:
                 raise AuditEventError("objectRef.uid", _expected(uid, "a string"))
         else:
-            route, path_ref = self._uri_route(verb, uri)
+            route, path_ref = self.uri_route(verb, uri)
             if path_ref is None:
                 group = subresource = namespace = name = uid = ""
             else:
                 group, resource, subresource, namespace, name = path_ref
                 uid = ""
-        event_name, event_source, category, read_only, resource_type = route
+        resource_type = route[4]
 
         request_object = event.get("requestObject")
         response_object = event.get("responseObject")
         # Any body of a request to core `secrets` is Secret content, whatever its shape.
         secret_context = resource == "secrets" and not group
         if request_object is not None:
-            request_object = _redact(request_object, secret_context)
+            request_object = redact(request_object, secret_context)
         if response_object is not None:
-            response_object = _redact(response_object, secret_context)
+            response_object = redact(response_object, secret_context)
 
         if resource_type:
             if not name and verb == "create" and not subresource:
                 # Creates address a collection; the object's name is in the body.
-                name = _metadata_str(response_object, "name") or _metadata_str(
+                name = metadata_str(response_object, "name") or metadata_str(
                     request_object, "name"
                 )
             if not uid and subresource in ("", "status", "scale"):
-                uid = _metadata_str(response_object, "uid") or _deleted_uid(event, name)
-            resources = [
-                {
-                    "type": resource_type,
-                    "name": name,
-                    "namespace": namespace,
-                    "apiGroup": group,
-                    "uid": uid,
-                }
-            ]
-        else:
-            resources = []
+                uid = metadata_str(response_object, "uid") or _deleted_uid(event, name)
 
         status = event.get("responseStatus")
         code: Any = None
@@ -274,18 +259,9 @@ class AuditEventNormalizer:
                 message = status.get("message")
                 error_message = message if type(message) is str and message else None
 
-        additional: dict[str, Any] = {
-            "auditLevel": event.get("level"),
-            "stage": stage,
-            "requestURI": uri,
-        }
-        if code is not None:
-            additional["responseCode"] = code
         annotations = event.get("annotations")
-        if annotations:
-            if type(annotations) is not dict:
-                raise AuditEventError("annotations", _expected(annotations, "an object"))
-            additional["annotations"] = annotations
+        if annotations and type(annotations) is not dict:
+            raise AuditEventError("annotations", _expected(annotations, "an object"))
 
         source_ips = event.get("sourceIPs")
         if source_ips:
@@ -298,6 +274,86 @@ class AuditEventNormalizer:
         if type(user_agent) is not str:
             raise AuditEventError("userAgent", _expected(user_agent, "a string"))
 
+        impersonated = event.get("impersonatedUser")
+        if impersonated:
+            username, uid, groups, extra = checked_principal(impersonated, "impersonatedUser")
+            real_username, real_uid, real_groups, _ = checked_principal(event.get("user"), "user")
+            identity = self.user_identity(username, uid, groups, extra, {
+                "username": real_username, "uid": real_uid, "groups": real_groups})
+        else:
+            identity = self.user_identity(*checked_principal(event.get("user"), "user"))
+
+        return self.record(
+            audit_id=audit_id, received=received, event_time=event_time, route=route,
+            identity=identity, source_ip=source_ip,
+            user_agent=user_agent, request_object=request_object,
+            response_object=response_object, resource=(group, namespace, name, uid),
+            code=code, error_code=error_code, error_message=error_message,
+            level=event.get("level"), stage=stage, uri=uri, annotations=annotations)
+
+    def user_identity(self, username: str, uid: str, groups: list[str],
+                      extra: dict[str, list[str]],
+                      impersonated_by: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The record's `userIdentity`; shared between records of the same plain identity.
+
+        A cluster's requests come from a few hundred identities, so the common
+        case (no impersonation, no extra) is built once: records are never
+        changed once made, and sharing saves building and classifying it per event.
+        """
+        key = None
+        if impersonated_by is None and not extra:
+            key = (username, uid, *groups)
+            cached = self._identities.get(key)
+            if cached is not None:
+                return cached
+        identity = {
+            "type": identity_type(username),
+            "principalId": uid or username,
+            "accountId": self._cluster,
+            "username": username,
+            "uid": uid,
+            "groups": groups,
+            "extra": extra,
+            "impersonatedBy": impersonated_by,
+        }
+        if key is not None and sum(map(len, key)) <= _CACHEABLE_KEY_LENGTH:
+            if len(self._identities) >= _CACHE_LIMIT:
+                self._identities.clear()
+            self._identities[key] = identity
+        return identity
+
+    def record(
+        self, *, audit_id: str, received: str, event_time: str, route: Route,
+        identity: dict[str, Any], source_ip: str, user_agent: str,
+        request_object: object, response_object: object,
+        resource: tuple[str, str, str, str], code: int | None, error_code: str | None,
+        error_message: str | None, level: object, stage: str, uri: str, annotations: object,
+    ) -> Record:
+        """The record of one final-stage event, from values already checked.
+
+        Shared by this normalizer and the decoder of well-formed EventLists
+        (`k8s_audit_decode`), so both build exactly the same records.
+        """
+        event_name, event_source, category, read_only, resource_type = route
+        if resource_type:
+            group, namespace, name, uid = resource
+            resources = [
+                {
+                    "type": resource_type,
+                    "name": name,
+                    "namespace": namespace,
+                    "apiGroup": group,
+                    "uid": uid,
+                }
+            ]
+        else:
+            namespace = resource[1]
+            resources = []
+        additional: dict[str, Any] = {"auditLevel": level, "stage": stage, "requestURI": uri}
+        if code is not None:
+            additional["responseCode"] = code
+        if annotations:
+            additional["annotations"] = annotations
         return {
             "eventID": self._event_id(audit_id, received),
             "eventTime": event_time,
@@ -308,7 +364,7 @@ class AuditEventNormalizer:
             "eventCategory": category,
             "readOnly": read_only,
             "managementEvent": category == CATEGORY_MANAGEMENT,
-            "userIdentity": self._identity(event),
+            "userIdentity": identity,
             "sourceIPAddress": source_ip,
             "userAgent": user_agent,
             "requestID": audit_id,
@@ -323,6 +379,15 @@ class AuditEventNormalizer:
             "additionalEventData": additional,
         }
 
+    def resource_route(self, verb: str, group: object, resource: object, sub: object) -> Route:
+        """eventName, source, category, readOnly and resource type of a request shape."""
+        key: Any = (verb, group, resource, sub)  # strings when well-formed
+        try:
+            route = self._routes.get(key)
+        except TypeError:  # an unhashable value where a string belongs
+            route = None
+        return route if route is not None else self._resource_route(verb, group, resource, sub)
+
     def _resource_route(self, verb: str, group: object, resource: object, sub: object) -> Route:
         # Cache miss: the only place the key's types are checked, since a cached
         # key is made of strings and a non-string can never equal one.
@@ -336,14 +401,16 @@ class AuditEventNormalizer:
         assert isinstance(group, str)
         assert isinstance(resource, str)
         assert isinstance(sub, str)
+        key = (verb, group, resource, sub)
         route = resource_route(verb, group, resource, sub)
         if len(verb) + len(group) + len(resource) + len(sub) <= _CACHEABLE_KEY_LENGTH:
             if len(self._routes) >= _CACHE_LIMIT:
                 self._routes.clear()
-            self._routes[(verb, group, resource, sub)] = route
+            self._routes[key] = route
         return route
 
-    def _uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath | None]:
+    def uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath | None]:
+        """The route of a request without an objectRef, from its path (cached)."""
         path = uri.partition("?")[0]
         cached = self._path_routes.get((verb, path))
         if cached is None:
@@ -372,28 +439,6 @@ class AuditEventNormalizer:
             return audit_id.lower()
         return derived_event_id("k8s-audit", self._cluster, audit_id, received)
 
-    def _identity(self, event: dict[str, Any]) -> dict[str, Any]:
-        user = event.get("user")
-        impersonated = event.get("impersonatedUser")
-        impersonated_by: dict[str, Any] | None
-        if impersonated:
-            username, uid, groups, extra = _principal(impersonated, "impersonatedUser")
-            real_username, real_uid, real_groups, _ = _principal(user, "user")
-            impersonated_by = {"username": real_username, "uid": real_uid, "groups": real_groups}
-        else:
-            username, uid, groups, extra = _principal(user, "user")
-            impersonated_by = None
-        return {
-            "type": identity_type(username),
-            "principalId": uid or username,
-            "accountId": self._cluster,
-            "username": username,
-            "uid": uid,
-            "groups": groups,
-            "extra": extra,
-            "impersonatedBy": impersonated_by,
-        }
-
 
 def identity_type(username: str) -> str:
     """CloudTrail's `userIdentity.type`, from the Kubernetes username conventions."""
@@ -408,7 +453,7 @@ def identity_type(username: str) -> str:
     return IDENTITY_USER if username else IDENTITY_UNKNOWN
 
 
-def _principal(user: object, field: str) -> tuple[str, str, list[str], dict[str, list[str]]]:
+def checked_principal(user: object, field: str) -> tuple[str, str, list[str], dict[str, list[str]]]:
     """(username, uid, groups, extra) of an audit UserInfo, type-checked."""
     if user is None:
         return "", "", [], {}
@@ -436,7 +481,7 @@ def _principal(user: object, field: str) -> tuple[str, str, list[str], dict[str,
     return username, uid, groups, extra
 
 
-def _event_time(value: object, field: str) -> str:
+def parse_event_time(value: object, field: str) -> str:
     """CloudTrail's eventTime (UTC, milliseconds, `Z`) from an RFC 3339 time."""
     if type(value) is not str:
         raise AuditEventError(field, _expected(value, "an RFC 3339 time string"))
@@ -453,7 +498,7 @@ def _event_time(value: object, field: str) -> str:
     return format_event_time(moment)
 
 
-def _metadata_str(obj: object, key: str) -> str:
+def metadata_str(obj: object, key: str) -> str:
     if type(obj) is dict:
         metadata = obj.get("metadata")
         if type(metadata) is dict:
@@ -476,7 +521,7 @@ def _deleted_uid(event: dict[str, Any], name: str) -> str:
     return ""
 
 
-def _redact(obj: object, secret_context: bool) -> object:
+def redact(obj: object, secret_context: bool) -> object:
     """`obj` with secret values replaced, or `obj` itself when it holds none.
 
     `secret_context` is set when the request addressed core `secrets`: every
@@ -487,6 +532,8 @@ def _redact(obj: object, secret_context: bool) -> object:
     """
     if type(obj) is dict:
         kind = obj.get("kind")
+        if type(kind) is not str:
+            kind = None  # not a kind at all (and a list here is unhashable)
         if not secret_context and kind not in _SENSITIVE_KINDS:
             return obj
         if kind in _LIST_KINDS:
@@ -495,7 +542,7 @@ def _redact(obj: object, secret_context: bool) -> object:
                 return obj
             # SecretList items carry no `kind`; a generic List's items do.
             item_context = secret_context or kind == "SecretList"
-            redacted_items = [_redact(item, item_context) for item in items]
+            redacted_items = [redact(item, item_context) for item in items]
             if all(new is old for new, old in zip(redacted_items, items, strict=True)):
                 return obj
             return {**obj, "items": redacted_items}
@@ -540,7 +587,7 @@ def _redact_secret_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 def _redact_table_row(row: object) -> object:
     # Only reached for tables of Secrets (other tables hold no secret values).
     if type(row) is dict and row.get("object") is not None:
-        return {**row, "object": _redact(row["object"], True)}
+        return {**row, "object": redact(row["object"], True)}
     return row
 
 

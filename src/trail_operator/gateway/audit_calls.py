@@ -1,5 +1,9 @@
 """One `/k8s-audit` call's CPU-bound part: parse, normalize, route, encode.
 
+Well-formed bodies take the decoder of `k8s_audit_decode` (typed, request
+bodies kept raw); anything else is parsed whole and judged by the reference
+normalizer, which names what was wrong.
+
 A pure function of the body and the routes, kept apart from the HTTP handler
 so the handler only deals with status codes, metrics and the batcher. It
 returns encoded rows, not records: the parsed body is freed before the handler
@@ -15,7 +19,13 @@ from typing import Any
 
 import orjson
 
-from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditPayloadError
+from trail_operator.events.k8s_audit import (
+    AuditEventNormalizer,
+    AuditPayloadError,
+    AuditRejection,
+)
+from trail_operator.events.k8s_audit_decode import decode_event_list
+from trail_operator.events.record import Record
 from trail_operator.gateway.routing import Route, tables_for
 from trail_operator.store.rows import encode_row
 
@@ -43,6 +53,28 @@ class AuditCallError(ValueError):
 def parse_audit_call(normalizer: AuditEventNormalizer, routes: tuple[Route, ...],
                      body: bytes) -> ParsedAuditCall:
     """Rows to store for an EventList body; raises AuditCallError for a body refused whole."""
+    decoded = decode_event_list(normalizer, body)
+    if decoded is not None:
+        received, records, rejections = decoded
+    else:
+        received, records, rejections = _reference_parse(normalizer, body)
+    rows = []
+    for record in records:
+        tables = tables_for(routes, record)
+        if tables:
+            rows.append((record["eventID"], encode_row(record), tuple(tables)))
+    return ParsedAuditCall(
+        received=received,
+        accepted=len(records),
+        rows=rows,
+        rejections=[{"index": r.index, "auditID": r.audit_id, "reason": r.reason}
+                    for r in rejections],
+    )
+
+
+def _reference_parse(normalizer: AuditEventNormalizer, body: bytes
+                     ) -> tuple[int, list[Record], list[AuditRejection]]:
+    """What the fast path declined: parse it all and let the reference judge it."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -53,15 +85,4 @@ def parse_audit_call(normalizer: AuditEventNormalizer, routes: tuple[Route, ...]
     except AuditPayloadError as exc:
         raise AuditCallError("wrong_kind", "InvalidEventList", str(exc)) from None
     items = payload.get("items")
-    rows = []
-    for record in records:
-        tables = tables_for(routes, record)
-        if tables:
-            rows.append((record["eventID"], encode_row(record), tuple(tables)))
-    return ParsedAuditCall(
-        received=len(items) if isinstance(items, list) else 0,
-        accepted=len(records),
-        rows=rows,
-        rejections=[{"index": r.index, "auditID": r.audit_id, "reason": r.reason}
-                    for r in rejections],
-    )
+    return len(items) if isinstance(items, list) else 0, records, rejections

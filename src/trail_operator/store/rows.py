@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-import orjson
+import msgspec
 
 from trail_operator.events.record import RECORD_FIELDS, Record
 from trail_operator.store.client import Store
@@ -18,8 +18,13 @@ from trail_operator.store.client import Store
 ROW_COLUMNS: Final = RECORD_FIELDS
 
 
+# msgspec rather than orjson: the audit fast path keeps request and response
+# bodies as `msgspec.Raw`, which this writes out as they came.
+_ENCODE: Final = msgspec.json.Encoder().encode
+
+
 def encode_row(record: Record) -> bytes:
-    return orjson.dumps(list(map(record.get, ROW_COLUMNS)))
+    return _ENCODE(list(map(record.get, ROW_COLUMNS)))
 
 
 def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:

@@ -1,0 +1,129 @@
+"""The EventList fast path gives the reference normalizer's records (k8s_audit_decode.py)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.audit_samples import (
+    APPLY_SECRET,
+    CREATE_DEPLOYMENT,
+    CREATE_TOKEN_REVIEW,
+    DELETE_DEPLOYMENT,
+    IMPERSONATED_LIST_PODS,
+    LIST_SECRETS_TABLE,
+    SECRET_VALUES,
+    WATCH_PODS,
+    WATCH_PODS_STARTED,
+    damaged_event,
+    event_list,
+    sample_events,
+)
+from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditRejection
+from trail_operator.events.k8s_audit_decode import decode_event_list
+from trail_operator.events.record import Record
+from trail_operator.store.rows import encode_row
+
+CLUSTER = "prod-eu"
+REGION = "eu-west-1"
+
+
+def rows(records: list[Record]) -> list[Any]:
+    """Records as the store receives them (raw bodies and parsed ones compare equal)."""
+    return [orjson.loads(encode_row(record)) for record in records]
+
+
+def both_paths(items: list[Any]) -> tuple[
+        tuple[int, list[Record], list[AuditRejection]] | None,
+        tuple[list[Record], list[AuditRejection]]]:
+    body = orjson.dumps(event_list(*items))
+    fast = decode_event_list(AuditEventNormalizer(CLUSTER, REGION), body)
+    reference = AuditEventNormalizer(CLUSTER, REGION).normalize_list(orjson.loads(body))
+    return fast, reference
+
+
+def assert_same(items: list[Any]) -> None:
+    fast, (records, rejections) = both_paths(items)
+    assert fast is not None, "a well-formed EventList must take the fast path"
+    received, fast_records, fast_rejections = fast
+    assert received == len(items)
+    assert rows(fast_records) == rows(records)
+    assert fast_rejections == rejections
+
+
+def test_every_sample_gives_the_reference_record() -> None:
+    assert_same([*sample_events(), WATCH_PODS_STARTED])
+
+
+@pytest.mark.parametrize("sample", [APPLY_SECRET, LIST_SECRETS_TABLE, CREATE_TOKEN_REVIEW],
+                         ids=["secret-apply", "secret-table", "token-review"])
+def test_secret_values_are_redacted_on_the_fast_path_too(sample: dict[str, Any]) -> None:
+    fast, _ = both_paths([copy.deepcopy(sample)])
+    assert fast is not None
+    text = b"\n".join(encode_row(record) for record in fast[1]).decode()
+    assert not [value for value in SECRET_VALUES if value in text]
+    assert_same([copy.deepcopy(sample)])
+
+
+def test_impersonated_request_keeps_the_real_caller() -> None:
+    fast, _ = both_paths([copy.deepcopy(IMPERSONATED_LIST_PODS)])
+    assert fast is not None
+    identity = fast[1][0]["userIdentity"]
+    assert identity["impersonatedBy"]["username"] == IMPERSONATED_LIST_PODS["user"]["username"]
+    assert_same([copy.deepcopy(IMPERSONATED_LIST_PODS)])
+
+
+def test_create_without_a_name_in_the_object_ref_takes_it_from_the_body() -> None:
+    event = copy.deepcopy(CREATE_DEPLOYMENT)
+    event["objectRef"].pop("name", None)
+    fast, _ = both_paths([event])
+    assert fast is not None
+    assert fast[1][0]["resources"][0]["name"] == CREATE_DEPLOYMENT["objectRef"]["name"]
+    assert_same([event])
+
+
+@pytest.mark.parametrize("annotations", [{}, None, {"a": "b"}])
+def test_annotations_empty_missing_or_present_match(annotations: object) -> None:
+    event = copy.deepcopy(DELETE_DEPLOYMENT)
+    event["annotations"] = annotations
+    assert_same([event])
+
+
+def test_one_bad_item_is_rejected_by_the_reference_and_the_rest_kept() -> None:
+    bad = copy.deepcopy(WATCH_PODS)
+    bad["verb"] = ""
+    items = [copy.deepcopy(WATCH_PODS), bad, copy.deepcopy(CREATE_DEPLOYMENT)]
+    fast, _ = both_paths(items)
+    assert fast is not None
+    assert [r.index for r in fast[2]] == [1]
+    assert fast[2][0].reason == "items[1].verb: missing"
+    assert_same(items)
+
+
+def test_shared_identities_are_equal_to_fresh_ones() -> None:
+    # The normalizer shares one userIdentity per plain identity between records.
+    normalizer = AuditEventNormalizer(CLUSTER, REGION)
+    body = orjson.dumps(event_list(copy.deepcopy(WATCH_PODS), copy.deepcopy(WATCH_PODS)))
+    decoded = decode_event_list(normalizer, body)
+    assert decoded is not None
+    first, second = decoded[1]
+    assert first["userIdentity"] is second["userIdentity"]
+    assert rows([first]) == rows(AuditEventNormalizer(CLUSTER, REGION).normalize_list(
+        event_list(copy.deepcopy(WATCH_PODS)))[0])
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_damaged_events_get_the_same_records_and_rejections_either_way(
+        data: st.DataObject) -> None:
+    items = [damaged_event(data), copy.deepcopy(WATCH_PODS)]
+    fast, (records, rejections) = both_paths(items)
+    if fast is None:
+        return  # the gateway then uses the reference itself
+    assert rows(fast[1]) == rows(records)
+    assert fast[2] == rejections
