@@ -223,12 +223,10 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Record | None
         identity = normalizer.user_identity(user.username, user.uid, user.groups, user.extra)
     source_ips = event.sourceIPs
     return normalizer.record(
-        audit_id=audit_id, received=received, event_time=event_time, route=route,
-        identity=identity, source_ip=source_ips[0] if source_ips else "",
-        user_agent=event.userAgent, request_object=request_object,
-        response_object=response_object, resource=(group, namespace, name, uid), code=code,
-        error_code=error_code, error_message=error_message, level=event.level, stage=stage,
-        uri=uri, annotations=_annotations(event.annotations))
+        audit_id, received, event_time, route, identity,
+        source_ips[0] if source_ips else "", event.userAgent, request_object, response_object,
+        (group, namespace, name, uid), code, error_code, error_message, event.level, stage,
+        uri, _annotations(event.annotations))
 
 
 def _body(body: Raw, secret_context: bool) -> object:

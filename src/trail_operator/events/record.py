@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
+
 Record = dict[str, Any]
 
 EVENT_VERSION: Final = "1.09"
@@ -50,6 +52,20 @@ RECORD_FIELDS: Final = (
     "awsRegion",
     "additionalEventData",
 )
+
+class SharedIdentity(dict[str, Any]):
+    """A `userIdentity` shared by many records, with its JSON encoded once.
+
+    A plain dict to every reader; `store.rows.encode_row` writes `json` instead
+    of encoding the dict again for each record. Never change one.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, identity: dict[str, Any]) -> None:
+        super().__init__(identity)
+        self.json = msgspec.Raw(msgspec.json.encode(identity))
+
 
 # Namespace of deterministic event IDs derived from a source's own id, so a
 # retried delivery maps to the same eventID and is deduplicated by the store.

@@ -103,6 +103,15 @@ def compile_selectors(
     return any_selector
 
 
+def selector_fields(selectors: Sequence[Mapping[str, Any]] | None) -> frozenset[str]:
+    """The record fields that `compile_selectors(selectors)` reads (compile them first)."""
+    return frozenset(
+        condition["field"]
+        for selector in (selectors or DEFAULT_SELECTORS)
+        for condition in selector["fieldSelectors"]
+    )
+
+
 def _compile_selector(selector: object, where: str) -> Predicate:
     if not isinstance(selector, Mapping):
         raise SelectorError(f"{where}: must be an object with name and fieldSelectors")

@@ -32,7 +32,7 @@ from trail_operator.gateway.batching import InsertBatcher, InsertFailedError, Ov
 from trail_operator.gateway.channels import ChannelDirectory, ChannelError, parse_channel
 from trail_operator.gateway.config import GatewayConfig
 from trail_operator.gateway.metrics import GatewayMetrics
-from trail_operator.gateway.routing import Route, build_routes
+from trail_operator.gateway.routing import Routes, build_routes
 from trail_operator.gateway.spool import Spool
 from trail_operator.gateway.spooled_batcher import SpooledBatcher
 from trail_operator.store.catalog import StoreEntry, list_entries
@@ -60,7 +60,7 @@ class Gateway:
     store: Store
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     channels: ChannelDirectory = field(default_factory=ChannelDirectory)
-    routes: tuple[Route, ...] = ()
+    routes: Routes = field(default_factory=Routes)
     entries: dict[str, StoreEntry] = field(default_factory=dict)
     routes_loaded: bool = False
 

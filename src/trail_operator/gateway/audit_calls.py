@@ -26,7 +26,7 @@ from trail_operator.events.k8s_audit import (
 )
 from trail_operator.events.k8s_audit_decode import decode_event_list
 from trail_operator.events.record import Record
-from trail_operator.gateway.routing import Route, tables_for
+from trail_operator.gateway.routing import Routes, tables_for
 from trail_operator.store.rows import encode_row
 
 
@@ -50,7 +50,7 @@ class AuditCallError(ValueError):
         self.code = code
 
 
-def parse_audit_call(normalizer: AuditEventNormalizer, routes: tuple[Route, ...],
+def parse_audit_call(normalizer: AuditEventNormalizer, routes: Routes,
                      body: bytes) -> ParsedAuditCall:
     """Rows to store for an EventList body; raises AuditCallError for a body refused whole."""
     decoded = decode_event_list(normalizer, body)
@@ -62,7 +62,7 @@ def parse_audit_call(normalizer: AuditEventNormalizer, routes: tuple[Route, ...]
     for record in records:
         tables = tables_for(routes, record)
         if tables:
-            rows.append((record["eventID"], encode_row(record), tuple(tables)))
+            rows.append((record["eventID"], encode_row(record), tables))
     return ParsedAuditCall(
         received=received,
         accepted=len(records),

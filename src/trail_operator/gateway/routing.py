@@ -2,16 +2,26 @@
 
 The routing table is rebuilt from the store catalog whenever it changes and
 swapped in whole, so the hot path reads one immutable tuple without locks.
+
+Routing is remembered per combination of the fields the stores' selectors
+read (and the namespace): a cluster's events fall into few such combinations,
+so most records cost one key and one dict lookup instead of every store's
+predicate. The memo is bounded; a combination seen again after it was
+cleared is only computed again. Keys compare values, which suits records as
+the normalizers make them (strings, booleans or None in these fields).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from trail_operator.events.record import Record
-from trail_operator.events.selectors import SelectorError, compile_selectors
+from trail_operator.events.selectors import SelectorError, compile_selectors, selector_fields
 from trail_operator.store.catalog import StoreEntry
+
+_MEMO_LIMIT: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -26,10 +36,24 @@ class Route:
         return self.matches(record)
 
 
-def build_routes(entries: list[StoreEntry]) -> tuple[tuple[Route, ...], list[str]]:
+@dataclass(frozen=True)
+class Routes:
+    """The stores that take events, and a memo of their decisions."""
+
+    routes: tuple[Route, ...] = ()
+    # What the memo is keyed by: the top-level fields read, and a function
+    # for the nested ones (None when there are none).
+    flat_fields: tuple[str, ...] = ()
+    nested_key: Callable[[Record], tuple[Any, ...]] | None = None
+    memo: dict[tuple[Any, ...], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+
+def build_routes(entries: list[StoreEntry]) -> tuple[Routes, list[str]]:
     """Routes for the stores that take events, and a message per store skipped."""
     routes: list[Route] = []
     problems: list[str] = []
+    fields: set[str] = set()
     for entry in entries:
         if not entry.ingestion_enabled:
             continue
@@ -37,8 +61,50 @@ def build_routes(entries: list[StoreEntry]) -> tuple[tuple[Route, ...], list[str
             routes.append(Route(entry, compile_selectors(entry.selectors)))
         except SelectorError as exc:
             problems.append(f"{entry.ref}: {exc}")
-    return tuple(routes), problems
+            continue
+        fields |= selector_fields(entry.selectors)
+        if not entry.all_namespaces:
+            fields.add("namespace")
+    flat = tuple(sorted(name for name in fields if "." not in name))
+    nested = sorted(name for name in fields if "." in name)
+    return Routes(tuple(routes), flat, _nested_key(nested) if nested else None), problems
 
 
-def tables_for(routes: tuple[Route, ...], record: Record) -> list[str]:
-    return [route.entry.table for route in routes if route.accepts(record)]
+def _nested_key(names: Iterable[str]) -> Callable[[Record], tuple[Any, ...]]:
+    resource_keys = tuple(name.partition(".")[2] for name in names
+                          if name.startswith("resources."))
+    with_username = "userIdentity.username" in names
+
+    def key(record: Record) -> tuple[Any, ...]:
+        parts: list[Any] = []
+        if with_username:
+            identity = record.get("userIdentity")
+            parts.append(identity.get("username") if identity else None)
+        resources = record.get("resources") or ()
+        for name in resource_keys:
+            parts.append(tuple(resource.get(name) for resource in resources))
+        return tuple(parts)
+
+    return key
+
+
+def tables_for(routes: Routes, record: Record) -> tuple[str, ...]:
+    """The tables of the stores that take `record`."""
+    key = tuple(map(record.get, routes.flat_fields))
+    if routes.nested_key is not None:
+        key += routes.nested_key(record)
+    memo = routes.memo
+    try:
+        return memo[key]
+    except KeyError:
+        pass
+    except TypeError:  # a value that cannot be a key: decide without the memo
+        return _decide(routes, record)
+    tables = memo[key] = _decide(routes, record)
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    return tables
+
+
+def _decide(routes: Routes, record: Record) -> tuple[str, ...]:
+    return tuple(route.entry.table for route in routes.routes if route.accepts(record))

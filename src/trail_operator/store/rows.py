@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from trail_operator.events.record import RECORD_FIELDS, Record
+from trail_operator.events.record import RECORD_FIELDS, Record, SharedIdentity
 from trail_operator.store.client import Store
 
 ROW_COLUMNS: Final = RECORD_FIELDS
@@ -23,8 +23,15 @@ ROW_COLUMNS: Final = RECORD_FIELDS
 _ENCODE: Final = msgspec.json.Encoder().encode
 
 
+_IDENTITY_POSITION: Final = ROW_COLUMNS.index("userIdentity")
+
+
 def encode_row(record: Record) -> bytes:
-    return _ENCODE(list(map(record.get, ROW_COLUMNS)))
+    values = list(map(record.get, ROW_COLUMNS))
+    identity = values[_IDENTITY_POSITION]
+    if type(identity) is SharedIdentity:
+        values[_IDENTITY_POSITION] = identity.json
+    return _ENCODE(values)
 
 
 def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
