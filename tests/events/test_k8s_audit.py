@@ -486,6 +486,18 @@ def test_impersonated_request_records_the_real_caller_in_impersonated_by(
     }
 
 
+def test_impersonation_leaves_the_resource_uid_alone(normalizer: AuditEventNormalizer) -> None:
+    event = copy.deepcopy(IMPERSONATED_LIST_PODS)
+    event["verb"] = "get"
+    event["objectRef"].update(name="web-0", uid="pod-uid-1")
+    event["impersonatedUser"]["uid"] = "bob-uid"
+
+    record = record_of(normalizer, event)
+
+    assert record["resources"][0]["uid"] == "pod-uid-1"
+    assert record["userIdentity"]["uid"] == "bob-uid"
+
+
 def test_direct_request_has_no_impersonator(normalizer: AuditEventNormalizer) -> None:
     identity = record_of(normalizer, FORBIDDEN_LIST_SECRETS)["userIdentity"]
 

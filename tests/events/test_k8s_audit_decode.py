@@ -78,6 +78,17 @@ def test_impersonated_request_keeps_the_real_caller() -> None:
     assert_same([copy.deepcopy(IMPERSONATED_LIST_PODS)])
 
 
+def test_impersonated_get_keeps_the_resource_uid() -> None:
+    event = copy.deepcopy(IMPERSONATED_LIST_PODS)
+    event["verb"] = "get"
+    event["objectRef"].update(name="web-0", uid="pod-uid-1")
+    event["impersonatedUser"]["uid"] = "bob-uid"
+    fast, _ = both_paths([event])
+    assert fast is not None
+    assert fast[1][0]["resources"][0]["uid"] == "pod-uid-1"
+    assert_same([event])
+
+
 def test_create_without_a_name_in_the_object_ref_takes_it_from_the_body() -> None:
     event = copy.deepcopy(CREATE_DEPLOYMENT)
     event["objectRef"].pop("name", None)

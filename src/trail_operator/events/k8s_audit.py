@@ -279,9 +279,9 @@ class AuditEventNormalizer:
 
         impersonated = event.get("impersonatedUser")
         if impersonated:
-            username, uid, groups, extra = checked_principal(impersonated, "impersonatedUser")
+            principal = checked_principal(impersonated, "impersonatedUser")
             real_username, real_uid, real_groups, _ = checked_principal(event.get("user"), "user")
-            identity = self.user_identity(username, uid, groups, extra, {
+            identity = self.user_identity(*principal, {
                 "username": real_username, "uid": real_uid, "groups": real_groups})
         else:
             identity = self.user_identity(*checked_principal(event.get("user"), "user"))

@@ -213,9 +213,9 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Record | None
     user = event.user
     impersonated = event.impersonatedUser
     if impersonated:
-        username, uid, groups, extra = checked_principal(impersonated, "impersonatedUser")
+        principal = checked_principal(impersonated, "impersonatedUser")
         real = user if user is not None else _User()
-        identity = normalizer.user_identity(username, uid, groups, extra, {
+        identity = normalizer.user_identity(*principal, {
             "username": real.username, "uid": real.uid, "groups": real.groups})
     elif user is None:
         identity = normalizer.user_identity("", "", [], {})
