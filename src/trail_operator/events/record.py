@@ -53,6 +53,7 @@ RECORD_FIELDS: Final = (
     "additionalEventData",
 )
 
+
 class SharedIdentity(dict[str, Any]):
     """A `userIdentity` shared by many records, with its JSON encoded once.
 
