@@ -77,6 +77,11 @@ _UUID: Final = re.compile(
 # (a generic List may hold Secrets), and the list kinds to look into.
 _SENSITIVE_KINDS: Final = frozenset({"Secret", "SecretList", "List", "TokenReview", "TokenRequest"})
 _LIST_KINDS: Final = frozenset({"SecretList", "List", "PartialObjectMetadataList"})
+_NO_RESOURCE_PATH: Final = ResourcePath("", "", "", "", "")
+
+
+# (username, uid, groups, extra) of an audit UserInfo.
+Principal = tuple[str, str, list[str], dict[str, list[str]]]
 
 
 class AuditPayloadError(ValueError):
@@ -116,7 +121,7 @@ class AuditEventNormalizer:
         self._cluster = cluster_name
         self._region = region
         self._routes: dict[tuple[str, str, str, str], Route] = {}
-        self._path_routes: dict[tuple[str, str], tuple[Route, ResourcePath | None]] = {}
+        self._path_routes: dict[tuple[str, str], tuple[Route, ResourcePath]] = {}
         self._identities: dict[tuple[str, ...], SharedIdentity] = {}
 
     def normalize_list(self, body: object) -> tuple[list[Record], list[AuditRejection]]:
@@ -221,12 +226,8 @@ class AuditEventNormalizer:
             if type(uid) is not str:
                 raise AuditEventError("objectRef.uid", _expected(uid, "a string"))
         else:
-            route, path_ref = self.uri_route(verb, uri)
-            if path_ref is None:
-                group = subresource = namespace = name = uid = ""
-            else:
-                group, resource, subresource, namespace, name = path_ref
-                uid = ""
+            route, (group, resource, subresource, namespace, name) = self.uri_route(verb, uri)
+            uid = ""
         resource_type = route[4]
 
         request_object = event.get("requestObject")
@@ -279,10 +280,9 @@ class AuditEventNormalizer:
 
         impersonated = event.get("impersonatedUser")
         if impersonated:
-            principal = checked_principal(impersonated, "impersonatedUser")
-            real_username, real_uid, real_groups, _ = checked_principal(event.get("user"), "user")
-            identity = self.user_identity(*principal, {
-                "username": real_username, "uid": real_uid, "groups": real_groups})
+            identity = self.user_identity(
+                *checked_principal(impersonated, "impersonatedUser"),
+                impersonator=checked_principal(event.get("user"), "user"))
         else:
             identity = self.user_identity(*checked_principal(event.get("user"), "user"))
 
@@ -293,7 +293,7 @@ class AuditEventNormalizer:
 
     def user_identity(self, username: str, uid: str, groups: list[str],
                       extra: dict[str, list[str]],
-                      impersonated_by: dict[str, Any] | None = None) -> dict[str, Any]:
+                      impersonator: Principal | None = None) -> dict[str, Any]:
         """The record's `userIdentity`; shared between records of the same plain identity.
 
         A cluster's requests come from a few hundred identities, so the common
@@ -301,7 +301,7 @@ class AuditEventNormalizer:
         (`SharedIdentity`): records are never changed once made.
         """
         key = None
-        if impersonated_by is None and not extra:
+        if impersonator is None and not extra:
             key = (username, uid, *groups)
             cached = self._identities.get(key)
             if cached is not None:
@@ -314,7 +314,8 @@ class AuditEventNormalizer:
             "uid": uid,
             "groups": groups,
             "extra": extra,
-            "impersonatedBy": impersonated_by,
+            "impersonatedBy": None if impersonator is None else {
+                "username": impersonator[0], "uid": impersonator[1], "groups": impersonator[2]},
         }
         if key is not None and sum(map(len, key)) <= _CACHEABLE_KEY_LENGTH:
             if len(self._identities) >= _CACHE_LIMIT:
@@ -412,17 +413,18 @@ class AuditEventNormalizer:
             self._routes[key] = route
         return route
 
-    def uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath | None]:
-        """The route of a request without an objectRef, from its path (cached)."""
+    def uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath]:
+        """The route of a request without an objectRef, and the resource its path
+        names (all empty for a non-resource URL); cached."""
         path = uri.partition("?")[0]
         cached = self._path_routes.get((verb, path))
         if cached is None:
             parsed = parse_resource_path(path)
             if parsed is None:
-                route = non_resource_route(verb, path)
+                cached = (non_resource_route(verb, path), _NO_RESOURCE_PATH)
             else:
-                route = resource_route(verb, parsed.api_group, parsed.resource, parsed.subresource)
-            cached = (route, parsed)
+                cached = (resource_route(
+                    verb, parsed.api_group, parsed.resource, parsed.subresource), parsed)
             if len(verb) + len(path) <= _CACHEABLE_KEY_LENGTH:
                 if len(self._path_routes) >= _CACHE_LIMIT:
                     self._path_routes.clear()
@@ -448,7 +450,7 @@ def identity_type(username: str) -> str:
     return IDENTITY_USER if username else IDENTITY_UNKNOWN
 
 
-def checked_principal(user: object, field: str) -> tuple[str, str, list[str], dict[str, list[str]]]:
+def checked_principal(user: object, field: str) -> Principal:
     """(username, uid, groups, extra) of an audit UserInfo, type-checked."""
     if user is None:
         return "", "", [], {}

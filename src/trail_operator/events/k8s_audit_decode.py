@@ -183,12 +183,8 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Record | None
         name = ref.name
         uid = ref.uid
     else:
-        route, path_ref = normalizer.uri_route(verb, uri)
-        if path_ref is None:
-            group = subresource = namespace = name = uid = ""
-        else:
-            group, resource, subresource, namespace, name = path_ref
-            uid = ""
+        route, (group, resource, subresource, namespace, name) = normalizer.uri_route(verb, uri)
+        uid = ""
 
     # Any body of a request to core `secrets` is Secret content, whatever its shape.
     secret_context = resource == "secrets" and not group
@@ -214,16 +210,13 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Record | None
             error_message = status.message or None
 
     user = event.user
+    plain = ("", "", [], {}) if user is None else (user.username, user.uid, user.groups, user.extra)
     impersonated = event.impersonatedUser
     if impersonated:
-        principal = checked_principal(impersonated, "impersonatedUser")
-        real = user if user is not None else _User()
-        identity = normalizer.user_identity(*principal, {
-            "username": real.username, "uid": real.uid, "groups": real.groups})
-    elif user is None:
-        identity = normalizer.user_identity("", "", [], {})
+        identity = normalizer.user_identity(
+            *checked_principal(impersonated, "impersonatedUser"), impersonator=plain)
     else:
-        identity = normalizer.user_identity(user.username, user.uid, user.groups, user.extra)
+        identity = normalizer.user_identity(*plain)
     source_ips = event.sourceIPs
     return normalizer.record(
         audit_id, received, event_time, route, identity,
