@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,31 @@ def test_spooled_calls_are_answered_before_the_insert_and_stored_after_the_linge
         assert store.rows(count)[0][0] == 0  # acknowledged from the spool, not yet inserted
         wait_until(lambda: store.rows(count)[0][0] == 5)
         wait_until(lambda: not list(tmp_path.glob("*.wal")))  # stored rows leave the spool
+
+
+def test_a_burst_is_inserted_once_the_senders_pause_without_waiting_for_the_linger(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-pause")
+    count = f"SELECT count() FROM trail.`{target.table}`"
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=3600.0,
+                         spool_min_rows=20) as gw:
+        for _ in range(3):
+            assert requests.post(f"{gw.url}/k8s-audit", json=event_list(10),
+                                 headers=gw.headers).status_code == 200
+        wait_until(lambda: store.rows(count)[0][0] == 30, timeout=10)
+
+
+def test_a_pause_with_fewer_than_the_minimum_rows_waits_for_the_linger(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-few")
+    count = f"SELECT count() FROM trail.`{target.table}`"
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=1.5,
+                         spool_min_rows=20) as gw:
+        assert requests.post(f"{gw.url}/k8s-audit", json=event_list(10),
+                             headers=gw.headers).status_code == 200
+        time.sleep(0.7)  # many pauses of `spool_idle_seal` long
+        assert store.rows(count)[0][0] == 0
+        wait_until(lambda: store.rows(count)[0][0] == 10)
 
 
 def test_store_failure_turns_calls_away_with_503_and_spooled_rows_are_stored_once_back(

@@ -75,3 +75,10 @@ def test_a_table_of_an_earlier_version_gets_the_lookup_column_and_answers_by_use
     page = lookup(store, spec.table, LookupRequest("Username", "alice"))
     assert [record["userIdentity"]["username"] for record in page.records] == ["alice"]
     assert LOOKUP_USERNAME_COLUMN not in page.records[0]
+
+
+def test_the_embedded_engine_runs_merges_at_a_lower_cpu_priority(store: Store) -> None:
+    assert store.embedded
+    nice = store.rows("SELECT value FROM system.server_settings"
+                      " WHERE name = 'os_threads_nice_value_merge_mutate'")
+    assert nice == [("10",)]

@@ -35,6 +35,9 @@ class GatewayConfig:
     # after its own INSERT commits.
     spool_dir: Path | None = None
     spool_linger: float = 0.5
+    # ...or sooner, once the senders pause this long with this many rows spooled.
+    spool_idle_seal: float = 0.05
+    spool_min_rows: int = 1_000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -56,4 +59,6 @@ class GatewayConfig:
                                                cls.max_concurrent_flushes)),
             spool_dir=path("TRAIL_GATEWAY_SPOOL_DIR"),
             spool_linger=float(env.get("TRAIL_GATEWAY_SPOOL_LINGER", cls.spool_linger)),
+            spool_idle_seal=float(env.get("TRAIL_GATEWAY_SPOOL_IDLE_SEAL", cls.spool_idle_seal)),
+            spool_min_rows=int(env.get("TRAIL_GATEWAY_SPOOL_MIN_ROWS", cls.spool_min_rows)),
         )

@@ -3,9 +3,11 @@
 The other batcher (`batching.InsertBatcher`) answers a call only after its
 INSERT commits, so inserts are as large as what senders have in flight. This
 one answers once the rows are in the write-ahead log (`spool.Spool`), then
-inserts them ~`max_rows` or ~`linger` seconds at a time, whichever comes first.
-Senders see a few milliseconds (one fsync shared by every call that arrived
-meanwhile); the store sees few, large inserts.
+inserts them ~`max_rows` or ~`linger` seconds at a time, whichever comes first,
+or sooner when the senders pause (nothing arrived for `idle_seal` seconds) and
+at least `min_rows` rows wait: rows of a burst's end are not held back waiting
+for more that are not coming. Senders see a few milliseconds (one fsync shared
+by every call that arrived meanwhile); the store sees few, large inserts.
 
 Guarantees kept from the acknowledge-after-insert design:
 - Nothing acknowledged is lost: it is on disk before the answer, kept until
@@ -49,6 +51,7 @@ class SpooledBatcher:
     def __init__(
         self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 10_000,
         linger: float = 0.5, max_pending_rows: int = 200_000, retry_seconds: float = 1.0,
+        idle_seal: float = 0.05, min_rows: int = 1_000,
         inserters: int = 2, recent_ids: RecentEventIds | None = None,
         is_routed: Callable[[str], bool] = lambda table: True,
     ) -> None:
@@ -57,6 +60,10 @@ class SpooledBatcher:
         self.spool = spool
         self.max_rows = max_rows
         self.linger = linger
+        # Early sealing when the senders pause; `min_rows` keeps parts from getting
+        # small (ClickHouse advises inserts of at least ~1,000 rows).
+        self.idle_seal = idle_seal
+        self.min_rows = min_rows
         self.max_pending_rows = max_pending_rows
         self.retry_seconds = retry_seconds
         # Inserts in flight at once (bounded by the store's client pool): while one
@@ -73,6 +80,7 @@ class SpooledBatcher:
         # Held while an append runs in its thread: closing the segment must wait.
         self._spool_lock = asyncio.Lock()
         self._open_since: float | None = None  # when the open segment got its first rows
+        self._last_append = 0.0  # when rows were last appended
         self._open_rows_arrived = asyncio.Event()
         # Sealed segments not yet stored, and the queue that hands them to inserters.
         self._unstored: list[Segment] = []
@@ -160,6 +168,7 @@ class SpooledBatcher:
                 async with self._spool_lock:
                     # While this fsync runs, new calls gather into the next group.
                     await asyncio.to_thread(self.spool.append, group.rows_by_table)
+                    self._last_append = time.monotonic()
                     if self._open_since is None:
                         self._open_since = time.monotonic()
                         self._open_rows_arrived.set()  # starts the segment's linger clock
@@ -178,17 +187,27 @@ class SpooledBatcher:
                     future.set_result(None)
 
     async def _seal_forever(self) -> None:
-        """Seal the open segment once its first rows are `linger` seconds old."""
+        """Seal the open segment once its first rows are `linger` seconds old, or
+        earlier once the senders pause with at least `min_rows` rows in it."""
         while True:
             await self._open_rows_arrived.wait()
             self._open_rows_arrived.clear()
             opened = self._open_since
             if opened is None:
                 continue
-            await asyncio.sleep(max(0.0, self.linger - (time.monotonic() - opened)))
+            deadline = opened + self.linger
+            while (left := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, self.idle_seal))
+                if self._open_since != opened or self._paused():
+                    break
             async with self._spool_lock:
                 if self._open_since == opened:  # not sealed for size meanwhile
                     self._seal()
+
+    def _paused(self) -> bool:
+        """Enough rows wait, and none arrived for `idle_seal` seconds (none on the way)."""
+        return (self.spool.open_rows >= self.min_rows and not self._group.rows
+                and time.monotonic() - self._last_append >= self.idle_seal)
 
     def _seal(self) -> None:
         """Close the open segment and queue it for insertion (spool lock held)."""

@@ -47,6 +47,13 @@ JSON_OUTPUT_SETTINGS_CLAUSE = ", ".join(
 )
 
 
+# Server settings of the embedded engine. Merges run at a lower CPU priority than
+# the process's own work (ingest, inserts, queries): they can wait for an idle
+# core, a sender or a reader cannot. Measured on 10M events: filling took 48-62 s
+# instead of 83 s, the same parts after merges.
+EMBEDDED_ENGINE_OPTIONS: Mapping[str, Any] = {"os_threads_nice_value_merge_mutate": 10}
+
+
 class StoreError(RuntimeError):
     """The store refused a statement or could not be reached."""
 
@@ -78,6 +85,8 @@ class Store:
         if not self.embedded:
             # Sessions would serialize every call on the server side.
             options["autogenerate_session_id"] = False
+        else:
+            options["chdb_options"] = dict(EMBEDDED_ENGINE_OPTIONS)
         try:
             return clickhouse_connect.get_client(dsn=self.dsn, **options)
         except Exception as exc:  # the driver raises many kinds when unreachable

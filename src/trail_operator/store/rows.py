@@ -27,7 +27,12 @@ _IDENTITY_POSITION: Final = ROW_COLUMNS.index("userIdentity")
 
 
 def encode_row(record: Record) -> bytes:
-    values = list(map(record.get, ROW_COLUMNS))
+    # Records built by the normalizers hold every column, in column order: their
+    # values come out in one C call (a lookup per column cost 1.2 µs an event).
+    if tuple(record) == ROW_COLUMNS:
+        values = list(record.values())
+    else:
+        values = list(map(record.get, ROW_COLUMNS))
     identity = values[_IDENTITY_POSITION]
     if type(identity) is SharedIdentity:
         values[_IDENTITY_POSITION] = identity.json

@@ -1,0 +1,48 @@
+"""Rows are encoded by column position, whatever order a record's fields come in."""
+
+from __future__ import annotations
+
+import orjson
+
+from trail_operator.events.k8s_audit import AuditEventNormalizer
+from trail_operator.events.record import RECORD_FIELDS
+from trail_operator.store.rows import ROW_COLUMNS, encode_row
+
+
+def _record() -> dict[str, object]:
+    normalizer = AuditEventNormalizer("test", "region-1")
+    records, rejections = normalizer.normalize_list({
+        "kind": "EventList", "apiVersion": "audit.k8s.io/v1",
+        "items": [{
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "auditID": "8a6b1c0e-3f7d-4a59-b3f2-0c1d2e3f4a5b", "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/team-a/pods/web", "verb": "get",
+            "user": {"username": "alice", "groups": ["dev"]}, "sourceIPs": ["10.0.0.1"],
+            "objectRef": {"resource": "pods", "namespace": "team-a", "name": "web",
+                          "apiVersion": "v1"},
+            "responseStatus": {"code": 200},
+            "requestReceivedTimestamp": "2026-11-26T05:00:00.000000Z",
+            "stageTimestamp": "2026-11-26T05:00:00.010000Z",
+        }],
+    })
+    assert not rejections
+    return records[0]
+
+
+def test_a_normalized_record_holds_every_column_in_column_order() -> None:
+    assert tuple(_record()) == ROW_COLUMNS == RECORD_FIELDS
+
+
+def test_a_record_in_another_order_encodes_to_the_same_row() -> None:
+    record = _record()
+    shuffled = dict(reversed(list(record.items())))
+    assert encode_row(shuffled) == encode_row(record)
+
+
+def test_a_field_missing_from_a_record_encodes_as_null_in_its_column() -> None:
+    record = _record()
+    partial = {key: value for key, value in record.items() if key != "errorCode"}
+    row = orjson.loads(encode_row(partial))
+    assert len(row) == len(ROW_COLUMNS)
+    assert row[ROW_COLUMNS.index("errorCode")] is None
+    assert row[ROW_COLUMNS.index("eventName")] == "GetPod"
