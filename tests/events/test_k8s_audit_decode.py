@@ -26,7 +26,7 @@ from events.audit_samples import (
 )
 from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditRejection
 from trail_operator.events.k8s_audit_decode import decode_event_list
-from trail_operator.events.record import Record
+from trail_operator.events.record import Record, record_from_row
 from trail_operator.store.rows import encode_row
 
 CLUSTER = "prod-eu"
@@ -42,7 +42,9 @@ def both_paths(items: list[Any]) -> tuple[
         tuple[int, list[Record], list[AuditRejection]] | None,
         tuple[list[Record], list[AuditRejection]]]:
     body = orjson.dumps(event_list(*items))
-    fast = decode_event_list(AuditEventNormalizer(CLUSTER, REGION), body)
+    decoded = decode_event_list(AuditEventNormalizer(CLUSTER, REGION), body)
+    fast = None if decoded is None else (
+        decoded[0], [record_from_row(row) for row in decoded[1]], decoded[2])
     reference = AuditEventNormalizer(CLUSTER, REGION).normalize_list(orjson.loads(body))
     return fast, reference
 
@@ -122,7 +124,7 @@ def test_shared_identities_are_equal_to_fresh_ones() -> None:
     body = orjson.dumps(event_list(copy.deepcopy(WATCH_PODS), copy.deepcopy(WATCH_PODS)))
     decoded = decode_event_list(normalizer, body)
     assert decoded is not None
-    first, second = decoded[1]
+    first, second = map(record_from_row, decoded[1])
     assert first["userIdentity"] is second["userIdentity"]
     assert rows([first]) == rows(AuditEventNormalizer(CLUSTER, REGION).normalize_list(
         event_list(copy.deepcopy(WATCH_PODS)))[0])

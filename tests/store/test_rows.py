@@ -18,6 +18,7 @@ def _record() -> dict[str, object]:
             "auditID": "8a6b1c0e-3f7d-4a59-b3f2-0c1d2e3f4a5b", "stage": "ResponseComplete",
             "requestURI": "/api/v1/namespaces/team-a/pods/web", "verb": "get",
             "user": {"username": "alice", "groups": ["dev"]}, "sourceIPs": ["10.0.0.1"],
+            "userAgent": "kubectl/v1.32",
             "objectRef": {"resource": "pods", "namespace": "team-a", "name": "web",
                           "apiVersion": "v1"},
             "responseStatus": {"code": 200},
@@ -31,6 +32,26 @@ def _record() -> dict[str, object]:
 
 def test_a_normalized_record_holds_every_column_in_column_order() -> None:
     assert tuple(_record()) == ROW_COLUMNS == RECORD_FIELDS
+
+
+def test_each_value_of_a_normalized_row_sits_in_its_own_column() -> None:
+    # The normalizer builds rows by position; a value one place off would
+    # still make a row of the right length.
+    row = dict(zip(ROW_COLUMNS, orjson.loads(encode_row(_record())), strict=True))
+    assert row["eventID"] == row["requestID"] == "8a6b1c0e-3f7d-4a59-b3f2-0c1d2e3f4a5b"
+    assert row["eventTime"] == "2026-11-26T05:00:00.000Z"
+    assert row["eventVersion"] == "1.09"
+    assert (row["eventSource"], row["eventName"]) == ("k8s.io", "GetPod")
+    assert (row["eventType"], row["eventCategory"]) == ("KubernetesApiCall", "Management")
+    assert (row["readOnly"], row["managementEvent"]) == (True, True)
+    assert row["userIdentity"]["username"] == "alice"
+    assert (row["sourceIPAddress"], row["userAgent"]) == ("10.0.0.1", "kubectl/v1.32")
+    assert row["requestParameters"] is row["responseElements"] is None
+    assert row["errorCode"] is row["errorMessage"] is None
+    assert row["resources"][0]["name"] == "web"
+    assert row["namespace"] == "team-a"
+    assert (row["recipientAccountId"], row["awsRegion"]) == ("test", "region-1")
+    assert row["additionalEventData"]["auditLevel"] == "Metadata"
 
 
 def test_a_record_in_another_order_encodes_to_the_same_row() -> None:

@@ -46,9 +46,11 @@ from trail_operator.events.record import (
     EVENT_VERSION,
     TYPE_KUBERNETES_API_CALL,
     Record,
+    Row,
     SharedIdentity,
     derived_event_id,
     format_event_time,
+    record_from_row,
 )
 
 AUDIT_API_VERSION: Final = "audit.k8s.io/v1"
@@ -286,10 +288,10 @@ class AuditEventNormalizer:
         else:
             identity = self.user_identity(*checked_principal(event.get("user"), "user"))
 
-        return self.record(
+        return record_from_row(self.row(
             audit_id, received, event_time, route, identity, source_ip, user_agent,
             request_object, response_object, (group, namespace, name, uid),
-            code, error_code, error_message, event.get("level"), stage, uri, annotations)
+            code, error_code, error_message, event.get("level"), stage, uri, annotations))
 
     def user_identity(self, username: str, uid: str, groups: list[str],
                       extra: dict[str, list[str]],
@@ -324,15 +326,16 @@ class AuditEventNormalizer:
             return shared
         return identity
 
-    def record(
+    def row(
         self, audit_id: str, received: str, event_time: str, route: Route,
         identity: dict[str, Any], source_ip: str, user_agent: str,
         request_object: object, response_object: object,
         resource: tuple[str, str, str, str], code: int | None, error_code: str | None,
         error_message: str | None, level: object, stage: str, uri: str, annotations: object,
         /,
-    ) -> Record:
-        """The record of one final-stage event, from values already checked.
+    ) -> Row:
+        """The record of one final-stage event, as its values in column order
+        (`RECORD_FIELDS`), from values already checked.
 
         Shared by this normalizer and the decoder of well-formed EventLists
         (`k8s_audit_decode`), so both build exactly the same records.
@@ -358,30 +361,30 @@ class AuditEventNormalizer:
             additional["responseCode"] = code
         if annotations:
             additional["annotations"] = annotations
-        return {
-            "eventID": self._event_id(audit_id, received),
-            "eventTime": event_time,
-            "eventVersion": EVENT_VERSION,
-            "eventSource": event_source,
-            "eventName": event_name,
-            "eventType": TYPE_KUBERNETES_API_CALL,
-            "eventCategory": category,
-            "readOnly": read_only,
-            "managementEvent": category == CATEGORY_MANAGEMENT,
-            "userIdentity": identity,
-            "sourceIPAddress": source_ip,
-            "userAgent": user_agent,
-            "requestID": audit_id,
-            "requestParameters": request_object,
-            "responseElements": response_object,
-            "errorCode": error_code,
-            "errorMessage": error_message,
-            "resources": resources,
-            "namespace": namespace,
-            "recipientAccountId": self._cluster,
-            "awsRegion": self._region,
-            "additionalEventData": additional,
-        }
+        return [  # RECORD_FIELDS order
+            self._event_id(audit_id, received),  # eventID
+            event_time,  # eventTime
+            EVENT_VERSION,  # eventVersion
+            event_source,  # eventSource
+            event_name,  # eventName
+            TYPE_KUBERNETES_API_CALL,  # eventType
+            category,  # eventCategory
+            read_only,  # readOnly
+            category == CATEGORY_MANAGEMENT,  # managementEvent
+            identity,  # userIdentity
+            source_ip,  # sourceIPAddress
+            user_agent,  # userAgent
+            audit_id,  # requestID
+            request_object,  # requestParameters
+            response_object,  # responseElements
+            error_code,  # errorCode
+            error_message,  # errorMessage
+            resources,  # resources
+            namespace,  # namespace
+            self._cluster,  # recipientAccountId
+            self._region,  # awsRegion
+            additional,  # additionalEventData
+        ]
 
     def resource_route(self, verb: str, group: object, resource: object, sub: object) -> Route:
         """eventName, source, category, readOnly and resource type of a request shape."""

@@ -45,7 +45,7 @@ from trail_operator.events.k8s_audit import (
     redact,
 )
 from trail_operator.events.k8s_names import http_error_code
-from trail_operator.events.record import Record
+from trail_operator.events.record import Row, row_from_record
 
 _NO_BODY: Final = Raw()
 
@@ -124,8 +124,9 @@ class _NeedsReference(Exception):
 
 def decode_event_list(
     normalizer: AuditEventNormalizer, body: bytes
-) -> tuple[int, list[Record], list[AuditRejection]] | None:
-    """(items received, records, rejections) of an EventList body; None for the reference.
+) -> tuple[int, list[Row], list[AuditRejection]] | None:
+    """(items received, records as rows, rejections) of an EventList body; None for
+    the reference.
 
     None means the body is not a well-formed `audit.k8s.io/v1` EventList in
     every detail; `normalize_list` must then judge it whole.
@@ -136,24 +137,27 @@ def decode_event_list(
         return None
     if decoded.kind != AUDIT_LIST_KIND or decoded.apiVersion != AUDIT_API_VERSION:
         return None
-    records: list[Record] = []
+    rows: list[Row] = []
     rejections: list[AuditRejection] = []
     reference_items: list[Any] | None = None
     for index, event in enumerate(decoded.items):
         try:
-            result: Record | AuditRejection | None = _normalize(normalizer, event)
+            row = _normalize(normalizer, event)
         except Exception:  # anything unusual is judged by the reference
             if reference_items is None:
                 reference_items = orjson.loads(body)["items"]
             result = normalizer.normalize_item(index, reference_items[index])
-        if type(result) is AuditRejection:
-            rejections.append(result)
-        elif result is not None:
-            records.append(result)  # type: ignore[arg-type]
-    return len(decoded.items), records, rejections
+            if type(result) is AuditRejection:
+                rejections.append(result)
+            elif result is not None:
+                rows.append(row_from_record(result))  # type: ignore[arg-type]
+            continue
+        if row is not None:
+            rows.append(row)
+    return len(decoded.items), rows, rejections
 
 
-def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Record | None:
+def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Row | None:
     stage = event.stage
     if stage != "ResponseComplete" and stage != "Panic":
         if not stage:
@@ -218,7 +222,7 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Record | None
     else:
         identity = normalizer.user_identity(*plain)
     source_ips = event.sourceIPs
-    return normalizer.record(
+    return normalizer.row(
         audit_id, received, event_time, route, identity,
         source_ips[0] if source_ips else "", event.userAgent, request_object, response_object,
         (group, namespace, name, uid), code, error_code, error_message, event.level, stage,

@@ -15,7 +15,7 @@ gateway's time under load).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -25,9 +25,11 @@ from trail_operator.events.k8s_audit import (
     AuditRejection,
 )
 from trail_operator.events.k8s_audit_decode import decode_event_list
-from trail_operator.events.record import Record
-from trail_operator.gateway.routing import Routes, tables_for
-from trail_operator.store.rows import encode_row
+from trail_operator.events.record import RECORD_FIELDS, Record, row_from_record
+from trail_operator.gateway.routing import Routes, tables_for_row
+from trail_operator.store.rows import encode_values
+
+_EVENT_ID: Final = RECORD_FIELDS.index("eventID")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +57,18 @@ def parse_audit_call(normalizer: AuditEventNormalizer, routes: Routes,
     """Rows to store for an EventList body; raises AuditCallError for a body refused whole."""
     decoded = decode_event_list(normalizer, body)
     if decoded is not None:
-        received, records, rejections = decoded
+        received, values, rejections = decoded
     else:
         received, records, rejections = _reference_parse(normalizer, body)
+        values = [row_from_record(record) for record in records]
     rows = []
-    for record in records:
-        tables = tables_for(routes, record)
+    for row in values:
+        tables = tables_for_row(routes, row)
         if tables:
-            rows.append((record["eventID"], encode_row(record), tables))
+            rows.append((row[_EVENT_ID], encode_values(row), tables))
     return ParsedAuditCall(
         received=received,
-        accepted=len(records),
+        accepted=len(values),
         rows=rows,
         rejections=[{"index": r.index, "auditID": r.audit_id, "reason": r.reason}
                     for r in rejections],

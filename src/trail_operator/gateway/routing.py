@@ -15,9 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final
 
-from trail_operator.events.record import Record
+from trail_operator.events.record import (
+    RECORD_FIELDS,
+    Record,
+    Row,
+    record_from_row,
+    row_from_record,
+)
 from trail_operator.events.selectors import SelectorError, compile_selectors, selector_fields
 from trail_operator.store.catalog import StoreEntry
 
@@ -36,15 +43,21 @@ class Route:
         return self.matches(record)
 
 
+RowKey = Callable[[Row], tuple[Any, ...]]
+
+
+def _no_key(row: Row) -> tuple[Any, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Routes:
     """The stores that take events, and a memo of their decisions."""
 
     routes: tuple[Route, ...] = ()
-    # What the memo is keyed by: the top-level fields read, and a function
-    # for the nested ones (None when there are none).
-    flat_fields: tuple[str, ...] = ()
-    nested_key: Callable[[Record], tuple[Any, ...]] | None = None
+    # What the memo is keyed by: the values of the fields the selectors read
+    # (and the namespace), taken from a record's row.
+    key: RowKey = _no_key
     memo: dict[tuple[Any, ...], tuple[str, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
@@ -65,22 +78,32 @@ def build_routes(entries: list[StoreEntry]) -> tuple[Routes, list[str]]:
         fields |= selector_fields(entry.selectors)
         if not entry.all_namespaces:
             fields.add("namespace")
-    flat = tuple(sorted(name for name in fields if "." not in name))
+    return Routes(tuple(routes), _row_key(fields)), problems
+
+
+_IDENTITY: Final = RECORD_FIELDS.index("userIdentity")
+_RESOURCES: Final = RECORD_FIELDS.index("resources")
+
+
+def _row_key(fields: Iterable[str]) -> RowKey:
+    """The memo key of a row: the values of these selector fields."""
+    flat = sorted(RECORD_FIELDS.index(name) for name in fields if "." not in name)
     nested = sorted(name for name in fields if "." in name)
-    return Routes(tuple(routes), flat, _nested_key(nested) if nested else None), problems
-
-
-def _nested_key(names: Iterable[str]) -> Callable[[Record], tuple[Any, ...]]:
-    resource_keys = tuple(name.partition(".")[2] for name in names
+    resource_keys = tuple(name.partition(".")[2] for name in nested
                           if name.startswith("resources."))
-    with_username = "userIdentity.username" in names
+    with_username = "userIdentity.username" in nested
+    # itemgetter gives a tuple only for two or more positions.
+    take = (itemgetter(*flat) if len(flat) > 1
+            else (lambda row: (row[flat[0]],)) if flat else _no_key)
+    if not nested:
+        return take
 
-    def key(record: Record) -> tuple[Any, ...]:
-        parts: list[Any] = []
+    def key(row: Row) -> tuple[Any, ...]:
+        parts: list[Any] = list(take(row))
         if with_username:
-            identity = record.get("userIdentity")
+            identity = row[_IDENTITY]
             parts.append(identity.get("username") if identity else None)
-        resources = record.get("resources") or ()
+        resources = row[_RESOURCES] or ()
         for name in resource_keys:
             parts.append(tuple(resource.get(name) for resource in resources))
         return tuple(parts)
@@ -90,17 +113,20 @@ def _nested_key(names: Iterable[str]) -> Callable[[Record], tuple[Any, ...]]:
 
 def tables_for(routes: Routes, record: Record) -> tuple[str, ...]:
     """The tables of the stores that take `record`."""
-    key = tuple(map(record.get, routes.flat_fields))
-    if routes.nested_key is not None:
-        key += routes.nested_key(record)
+    return tables_for_row(routes, row_from_record(record))
+
+
+def tables_for_row(routes: Routes, row: Row) -> tuple[str, ...]:
+    """The tables of the stores that take the record whose values are `row`."""
+    key = routes.key(row)
     memo = routes.memo
     try:
         return memo[key]
     except KeyError:
         pass
     except TypeError:  # a value that cannot be a key: decide without the memo
-        return _decide(routes, record)
-    tables = memo[key] = _decide(routes, record)
+        return _decide(routes, record_from_row(row))
+    tables = memo[key] = _decide(routes, record_from_row(row))
     if len(memo) > _MEMO_LIMIT:
         memo.clear()
     return tables
