@@ -27,7 +27,7 @@ from events.audit_samples import (
 from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditRejection
 from trail_operator.events.k8s_audit_decode import decode_event_list
 from trail_operator.events.record import Record, record_from_row
-from trail_operator.store.rows import encode_row
+from trail_operator.store.rows import encode_row, encode_values
 
 CLUSTER = "prod-eu"
 REGION = "eu-west-1"
@@ -36,6 +36,13 @@ REGION = "eu-west-1"
 def rows(records: list[Record]) -> list[Any]:
     """Records as the store receives them (raw bodies and parsed ones compare equal)."""
     return [orjson.loads(encode_row(record)) for record in records]
+
+
+class FastOnly(AuditEventNormalizer):
+    """Fails a test whose events the fast path hands to the reference (slowly)."""
+
+    def normalize_item(self, index: int, item: object) -> Record | AuditRejection | None:
+        raise AssertionError(f"item {index} left the fast path")
 
 
 def both_paths(items: list[Any]) -> tuple[
@@ -70,6 +77,32 @@ def test_secret_values_are_redacted_on_the_fast_path_too(sample: dict[str, Any])
     text = b"\n".join(encode_row(record) for record in fast[1]).decode()
     assert not [value for value in SECRET_VALUES if value in text]
     assert_same([copy.deepcopy(sample)])
+
+
+@pytest.mark.parametrize("body", [
+    b'{"kind": "Secret", "data": {"password": "aHVudGVyMg=="}}',
+    b'{"kind": "List", "items": [{"kind": "Secret", "stringData": {"token": "hunter2"}}]}',
+    b'{"kind": "Pod", "kind": "Secret", "data": {"password": "aHVudGVyMg=="}}',
+    b'{"kind": "Secret", "kind": "Pod", "data": {"password": "aHVudGVyMg=="}}',
+    b'{"kind": ["Secret"], "data": {"password": "aHVudGVyMg=="}}',
+    b'{"metadata": {"name": "Secret"}, "spec": {"note": "a List of Tokens"}}',
+    b'["Secret", {"kind": "Secret", "data": {"password": "aHVudGVyMg=="}}]',
+    b'"Secret"', b'null', b'{}', b'[]', b'12',
+], ids=["secret", "list-of-secrets", "duplicate-kind-secret-last", "duplicate-kind-pod-last",
+        "kind-not-a-string", "words-but-no-kind", "array", "string", "null", "empty-object",
+        "empty-array", "number"])
+def test_bodies_outside_secret_requests_are_redacted_as_the_reference_does(body: bytes) -> None:
+    # The fast path reads only the top-level kind of such a body; the reference
+    # parses it all. A ConfigMap request carries them: not a request to secrets.
+    event = copy.deepcopy(CREATE_DEPLOYMENT)
+    text = orjson.dumps(event_list(event)).replace(
+        orjson.dumps(event["requestObject"]), body)
+    assert body in text
+    fast = decode_event_list(FastOnly(CLUSTER, REGION), text)
+    reference = AuditEventNormalizer(CLUSTER, REGION).normalize_list(orjson.loads(text))
+    assert fast is not None
+    assert [orjson.loads(encode_values(row)) for row in fast[1]] == rows(reference[0])
+    assert b"hunter2" not in b"".join(map(encode_values, fast[1]))
 
 
 def test_impersonated_request_keeps_the_real_caller() -> None:

@@ -77,7 +77,7 @@ _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Kinds whose bodies may carry secret values whatever the request addressed
 # (a generic List may hold Secrets), and the list kinds to look into.
-_SENSITIVE_KINDS: Final = frozenset({"Secret", "SecretList", "List", "TokenReview", "TokenRequest"})
+SENSITIVE_KINDS: Final = frozenset({"Secret", "SecretList", "List", "TokenReview", "TokenRequest"})
 _LIST_KINDS: Final = frozenset({"SecretList", "List", "PartialObjectMetadataList"})
 _NO_RESOURCE_PATH: Final = ResourcePath("", "", "", "", "")
 
@@ -534,7 +534,7 @@ def redact(obj: object, secret_context: bool) -> object:
         kind = obj.get("kind")
         if type(kind) is not str:
             kind = None  # not a kind at all (and a list here is unhashable)
-        if not secret_context and kind not in _SENSITIVE_KINDS:
+        if not secret_context and kind not in SENSITIVE_KINDS:
             return obj
         if kind in _LIST_KINDS:
             items = obj.get("items")
