@@ -49,6 +49,7 @@ from trail_operator.events.k8s_audit import (
     AuditEventNormalizer,
     AuditPayloadError,
     AuditRejection,
+    parse_event_time,
 )
 from trail_operator.events.record import EVENT_VERSION, RECORD_FIELDS, Record
 
@@ -784,6 +785,18 @@ def test_event_time_is_utc_with_milliseconds(
     event = {**WATCH_PODS, "requestReceivedTimestamp": timestamp}
 
     assert record_of(normalizer, event)["eventTime"] == event_time
+
+
+# Unicode digits (fullwidth, Arabic-Indic) pass str.isdigit but are no RFC 3339.
+@pytest.mark.parametrize("fraction", [
+    "74318x", "\uff17\uff14\uff13\uff11\uff18\uff11", "\u0667\u0664\u0663\u0661\u0668\u0661",
+    "743 81", "+74318"])
+def test_a_bad_fraction_is_refused_even_in_a_second_already_seen(fraction: str) -> None:
+    # Seconds that parsed are remembered; the fraction must still be checked.
+    assert parse_event_time("2026-11-25T22:28:05.743181Z", "t") == "2026-11-25T22:28:05.743Z"
+    with pytest.raises(AuditEventError, match="not an RFC 3339 time"):
+        parse_event_time(f"2026-11-25T22:28:05.{fraction}Z", "t")
+    assert parse_event_time("2026-11-25T22:28:05.999999Z", "t") == "2026-11-25T22:28:05.999Z"
 
 
 def test_event_time_falls_back_to_the_stage_timestamp(normalizer: AuditEventNormalizer) -> None:

@@ -232,7 +232,7 @@ class SpooledBatcher:
                     return  # the store is down at shutdown: the spool keeps the rows
                 await asyncio.sleep(self.retry_seconds)
             self._unstored.remove(segment)
-            self.spool.discard(segment)
+            await asyncio.to_thread(self.spool.discard, segment)  # unlink: a syscall
             self.metrics.queue_depth.set(self.pending_rows)
 
     async def _insert(self, segment: Segment) -> bool:
