@@ -107,6 +107,33 @@ def test_a_retried_batch_never_doubles_events(
     assert rows[0][0] == 5
 
 
+def test_a_call_mixing_stored_and_new_events_stores_only_the_new_ones(
+    trail: Trail, https: requests.Session, tenant: tuple[str, str],
+) -> None:
+    ns, table = tenant
+    stored = [audit_event(ns, name=f"seen-{i}") for i in range(2)]
+    fresh = [audit_event(ns, name=f"fresh-{i}") for i in range(2)]
+
+    def dropped() -> float:
+        metrics = https.get(f"{trail.gateway_url}/metrics").text
+        line = next(line for line in metrics.splitlines()
+                    if line.startswith("trail_gateway_duplicates_dropped_total "))
+        return float(line.split()[1])
+
+    assert https.post(f"{trail.gateway_url}/k8s-audit",
+                      json=event_list(*stored)).status_code == 200
+    before = dropped()
+    answer = https.post(f"{trail.gateway_url}/k8s-audit", json=event_list(*stored, *fresh))
+    assert answer.status_code == 200, answer.text
+    assert dropped() - before == 2
+    trail.wait_stored()
+    ids = [item["auditID"] for item in stored + fresh]
+    rows = trail.store.rows(
+        f"SELECT count() FROM trail.`{table}` WHERE has({{ids:Array(String)}}, requestID)",
+        parameters={"ids": ids})
+    assert rows[0][0] == 4
+
+
 def test_bad_items_are_named_and_good_items_in_the_same_call_are_kept(
     trail: Trail, https: requests.Session, tenant: tuple[str, str],
 ) -> None:

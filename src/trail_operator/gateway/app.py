@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,19 +121,19 @@ class Gateway:
 
     # hot path --------------------------------------------------------------
 
-    def _rows(self, encoded: Iterable[tuple[str, bytes, Sequence[str]]],
+    def _rows(self, encoded: Sequence[tuple[str, bytes, Sequence[str]]],
               ) -> tuple[dict[str, list[bytes]], list[str]]:
         """Encoded rows by table, and their eventIDs; copies of stored events dropped."""
-        rows: dict[str, list[bytes]] = {}
-        ids: list[str] = []
+        ids = [event_id for event_id, _, _ in encoded]
         recent = self.batcher.recent_ids
-        for event_id, data, tables in encoded:
-            if event_id in recent:
-                self.metrics.duplicates.inc()
-                continue
+        if recent.any_of(ids):  # a retried call: drop what is stored already
+            kept = [item for item in encoded if item[0] not in recent]
+            self.metrics.duplicates.inc(len(encoded) - len(kept))
+            encoded, ids = kept, [event_id for event_id, _, _ in kept]
+        rows: dict[str, list[bytes]] = {}
+        for _, data, tables in encoded:
             for table in tables:
                 rows.setdefault(table, []).append(data)
-            ids.append(event_id)
         return rows, ids
 
     async def _store(self, rows: dict[str, list[bytes]], ids: list[str],
@@ -214,8 +214,8 @@ class Gateway:
             self.settings.cluster_name, self.settings.region, namespace, channel.ref,
             default_source=f"{name}.{namespace}.integrations.trail-operator.dev")
         accepted, failed = normalizer.normalize(events)
-        rows, ids = self._rows((event.record["eventID"], encode_row(event.record), tables)
-                               for event in accepted)
+        rows, ids = self._rows([(event.record["eventID"], encode_row(event.record), tables)
+                                for event in accepted])
         failure = await self._store(rows, ids, SOURCE_PUT)
         if failure is not None:
             return failure

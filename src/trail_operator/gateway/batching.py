@@ -58,6 +58,11 @@ class RecentEventIds:
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._current or event_id in self._previous
 
+    def any_of(self, event_ids: Iterable[str]) -> bool:
+        """Whether any of these is remembered: one C call for a whole call's IDs."""
+        ids = set(event_ids)
+        return not (ids.isdisjoint(self._current) and ids.isdisjoint(self._previous))
+
     def add_all(self, event_ids: Iterable[str]) -> None:
         self._current.update(event_ids)
         if len(self._current) >= self.capacity:
