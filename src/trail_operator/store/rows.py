@@ -46,5 +46,5 @@ def encode_row(record: Record) -> bytes:
 
 
 def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
-    """Insert rows made by `encode_row`; durable when this returns."""
+    """Insert rows made by `encode_values` (or `encode_row`); durable when this returns."""
     store.insert_json(table, b"\n".join(rows), columns=ROW_COLUMNS, compact=True)
