@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from trail_operator.events.k8s_names import (
     ResourcePath,
@@ -320,10 +320,7 @@ class AuditEventNormalizer:
                 "username": impersonator[0], "uid": impersonator[1], "groups": impersonator[2]},
         }
         if key is not None and sum(map(len, key)) <= _CACHEABLE_KEY_LENGTH:
-            if len(self._identities) >= _CACHE_LIMIT:
-                self._identities.clear()
-            shared = self._identities[key] = SharedIdentity(identity)
-            return shared
+            return _remember(self._identities, key, SharedIdentity(identity))
         return identity
 
     def row(
@@ -411,9 +408,7 @@ class AuditEventNormalizer:
         key = (verb, group, resource, sub)
         route = resource_route(verb, group, resource, sub)
         if len(verb) + len(group) + len(resource) + len(sub) <= _CACHEABLE_KEY_LENGTH:
-            if len(self._routes) >= _CACHE_LIMIT:
-                self._routes.clear()
-            self._routes[key] = route
+            _remember(self._routes, key, route)
         return route
 
     def uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath]:
@@ -429,9 +424,7 @@ class AuditEventNormalizer:
                 cached = (resource_route(
                     verb, parsed.api_group, parsed.resource, parsed.subresource), parsed)
             if len(verb) + len(path) <= _CACHEABLE_KEY_LENGTH:
-                if len(self._path_routes) >= _CACHE_LIMIT:
-                    self._path_routes.clear()
-                self._path_routes[(verb, path)] = cached
+                _remember(self._path_routes, (verb, path), cached)
         return cached
 
     def _event_id(self, audit_id: str, received: str) -> str:
@@ -481,9 +474,21 @@ def checked_principal(user: object, field: str) -> Principal:
     return username, uid, groups, extra
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Cache `value`; a full cache starts over (a cleared entry is only recomputed)."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 # Seconds (`2006-01-02T15:04:05`) of MicroTimes that parsed: the events of a
 # batch share a few, and checking the digits of a fraction is cheaper than parsing.
-_VALID_SECONDS: Final[set[str]] = set()
+_VALID_SECONDS: Final[dict[str, bool]] = {}
 
 
 def parse_event_time(value: object, field: str) -> str:
@@ -502,9 +507,7 @@ def parse_event_time(value: object, field: str) -> str:
     except ValueError:
         raise AuditEventError(field, f"not an RFC 3339 time: {value[:64]!r}") from None
     if micro_time and value[10] == "T":
-        if len(_VALID_SECONDS) >= _CACHE_LIMIT:
-            _VALID_SECONDS.clear()
-        _VALID_SECONDS.add(value[:19])
+        _remember(_VALID_SECONDS, value[:19], True)
         return value[:23] + "Z"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
