@@ -264,6 +264,43 @@ async def steady_latency(url: str, calls: list[tuple[bytes, str, str]], poller: 
     return queryable, acknowledged
 
 
+# ClickHouse names its threads; what they do, for the CPU split of the gateway.
+THREAD_KINDS = {"ThreadPool": "engine_insert", "MergeMutate": "engine_merges"}
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds each kind of thread of a process has used so far (Linux /proc):
+    the event loop (the main thread), Python workers (spool writes, INSERT calls;
+    the engine runs part of an INSERT in the calling thread), and the engine's own."""
+    tick = os.sysconf("SC_CLK_TCK")
+    kinds: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                raw = stat.read()
+        except OSError:  # the thread ended
+            continue
+        name = raw[raw.index("(") + 1:raw.rindex(")")].rstrip("0123456789")
+        fields = raw[raw.rindex(")") + 2:].split()
+        kind = ("event_loop" if tid == str(pid) else "python_workers" if name == "python"
+                else THREAD_KINDS.get(name, "engine_other"))
+        kinds[kind] = kinds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return kinds
+
+
+def profiled_pid(spy: int) -> int:
+    """The gateway's pid when it runs under py-spy (its only child)."""
+    with open(f"/proc/{spy}/task/{spy}/children") as children:
+        return int(children.read().split()[0])
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float],
+                  events: int) -> dict[str, float]:
+    """Microseconds of CPU per event, by kind of thread, and in all."""
+    split = {kind: (after[kind] - before.get(kind, 0.0)) / events * 1e6 for kind in after}
+    return {"total": sum(split.values()), **split}
+
+
 def wait_ready(url: str, timeout: float = 60) -> None:
     import urllib.request
 
@@ -318,8 +355,12 @@ def main() -> None:
             half = len(events) // 2
             bodies_100 = event_lists(events[:half], 100)
             bodies_1000 = event_lists(events[half:], 1000)
+            gateway_pid = profiled_pid(gateway.pid) if args.profile else gateway.pid
+            start_cpu = thread_cpu(gateway_pid)
             seconds_100 = asyncio.run(post_all(url, bodies_100, args.concurrency))
+            between_cpu = thread_cpu(gateway_pid)
             seconds_1000 = asyncio.run(post_all(url, bodies_1000, args.concurrency))
+            end_cpu = thread_cpu(gateway_pid)
         finally:
             gateway.send_signal(signal.SIGINT)
             try:
@@ -330,6 +371,10 @@ def main() -> None:
         direct = orjson.loads(child("direct", dsn, "--events", str(args.events)))
         steady = orjson.loads(child("latency", dsn, "--spool", spool))
 
+    # Where the gateway's CPU went, per event. Merges run behind the inserts, so
+    # the second phase also pays for merging the first one's parts.
+    cpu_100 = cpu_per_event(start_cpu, between_cpu, half)
+    cpu_1000 = cpu_per_event(between_cpu, end_cpu, len(events) - half)
     rate_100 = half / seconds_100
     rate_1000 = (len(events) - half) / seconds_1000
     rate_direct = direct["events"] / direct["seconds"]
@@ -346,12 +391,17 @@ def main() -> None:
         if stored[table] != count:
             raise SystemExit(f"the gateway stored {stored[table]} rows in {table};"
                              f" the same events inserted directly make {count}")
+    for size, split in (("100", cpu_100), ("1000", cpu_1000)):
+        print(f"gateway CPU per event, lists of {size}: " + ", ".join(
+            f"{kind} {value:.1f} us" for kind, value in split.items()))
     report("ingest: one gateway process, 3 stores, chDB", {
         "a_end_to_end_batches_of_100": {"value": rate_100, "unit": "events/s",
                                         "limit": 30000, "ratio": rate_100 / 30000},
         "a_end_to_end_batches_of_1000": {"value": rate_1000, "unit": "events/s",
                                          "limit": 30000, "ratio": rate_1000 / 30000},
         "b_engine_direct_insert": {"value": rate_direct, "unit": "events/s"},
+        "gateway_cpu_per_event_batches_of_100": {"value": cpu_100["total"], "unit": "us"},
+        "gateway_cpu_per_event_batches_of_1000": {"value": cpu_1000["total"], "unit": "us"},
         "a_over_b_batches_of_1000": {"value": rate_1000 / rate_direct, "unit": "ratio",
                                      "limit": 0.5, "ratio": rate_1000 / rate_direct / 0.5},
         "a_over_b_batches_of_100": {"value": rate_100 / rate_direct, "unit": "ratio",

@@ -18,7 +18,12 @@ from trail_operator.store.naming import (
     quote_identifier,
     table_name_for,
 )
-from trail_operator.store.tables import current_retention_days, ensure_table, table_exists
+from trail_operator.store.tables import (
+    current_ddl,
+    current_retention_days,
+    ensure_table,
+    table_exists,
+)
 
 
 def test_long_names_sharing_a_prefix_still_get_distinct_tables() -> None:
@@ -82,3 +87,15 @@ def test_the_embedded_engine_runs_merges_at_a_lower_cpu_priority(store: Store) -
     nice = store.rows("SELECT value FROM system.server_settings"
                       " WHERE name = 'os_threads_nice_value_merge_mutate'")
     assert nice == [("10",)]
+
+
+def test_a_table_made_with_narrower_merges_is_given_the_wider_ones(store: Store) -> None:
+    spec = TableSpec(store.database, table_name_for("ddl", "merges"), 30)
+    earlier = build_table_ddl(spec).replace(", merge_selector_base = 10", "")
+    assert "merge_selector_base" not in earlier
+    store.command(earlier)
+    assert ensure_table(store, spec) == ["set merge_selector_base"]
+    assert ensure_table(store, spec) == []
+    ddl = current_ddl(store, spec)
+    assert ddl is not None
+    assert "merge_selector_base = 10" in ddl

@@ -12,8 +12,10 @@ from trail_operator.store.ddl import (
     build_add_columns,
     build_database_ddl,
     build_drop_table,
+    build_settings_alter,
     build_table_ddl,
     build_ttl_alter,
+    stale_settings,
 )
 from trail_operator.store.naming import qualified
 
@@ -27,7 +29,8 @@ class TableStats:
 
 
 def ensure_table(store: Store, spec: TableSpec) -> list[str]:
-    """Create the table if missing and bring its TTL to the spec (idempotent).
+    """Create the table if missing; bring its TTL, columns and alterable settings
+    to the spec (idempotent).
 
     Returns what it changed, in words, for events and logs.
     """
@@ -41,6 +44,10 @@ def ensure_table(store: Store, spec: TableSpec) -> list[str]:
     if missing:
         store.command(build_add_columns(spec, missing))
         changes.append(f"added column(s) {', '.join(missing)}")
+    stale = stale_settings(ddl)
+    if stale:
+        store.command(build_settings_alter(spec, stale))
+        changes.append(f"set {', '.join(stale)}")
     current = retention_days_of(ddl)
     if current != spec.retention_days:
         store.command(build_ttl_alter(spec))
