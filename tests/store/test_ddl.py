@@ -11,6 +11,7 @@ from trail_operator.store.ddl import (
     TableSpec,
     build_table_ddl,
     build_ttl_alter,
+    stale_settings,
 )
 from trail_operator.store.naming import (
     UnsafeIdentifierError,
@@ -99,3 +100,10 @@ def test_a_table_made_with_narrower_merges_is_given_the_wider_ones(store: Store)
     ddl = current_ddl(store, spec)
     assert ddl is not None
     assert "merge_selector_base = 10" in ddl
+
+
+def test_a_setting_is_stale_unless_its_exact_value_is_set() -> None:
+    assert stale_settings("SETTINGS index_granularity = 8192, merge_selector_base = 10") == []
+    assert stale_settings("SETTINGS merge_selector_base = 100") == ["merge_selector_base"]
+    assert stale_settings("SETTINGS merge_selector_base = 10.5") == ["merge_selector_base"]
+    assert stale_settings("SETTINGS index_granularity = 8192") == ["merge_selector_base"]

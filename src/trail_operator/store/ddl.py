@@ -21,6 +21,7 @@ Why this layout:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from trail_operator.store.naming import qualified, quote_identifier
@@ -191,7 +192,8 @@ def build_settings_alter(spec: TableSpec, names: list[str]) -> str:
 def stale_settings(ddl: str) -> list[str]:
     """The alterable settings whose value in this CREATE statement is not ours."""
     values = dict(TABLE_SETTINGS)
-    return [name for name in ALTERABLE_SETTINGS if f"{name} = {values[name]}" not in ddl]
+    return [name for name in ALTERABLE_SETTINGS
+            if not re.search(rf"\b{name} = {re.escape(values[name])}(?![\w.])", ddl)]
 
 
 def build_ttl_alter(spec: TableSpec) -> str:
