@@ -13,6 +13,10 @@ Issue 3's figures, measured in one run on the same engine:
       poller's own queries are included), and the acknowledgement time senders see.
 Goals: (a) >= 30,000 events/s and >= half of (b); (c) p99 < 2 s.
 
+Also printed, to read the figures by: the gateway's CPU per event by kind of thread
+(event loop, Python workers, the engine's inserts and merges), and the parse path's
+time per event in this idle process, which moves with the shared machine's speed.
+
 The gateway runs in its own process (chDB allows one process per data path), so the
 phases that touch the store directly run in short-lived child processes.
 """
@@ -301,6 +305,23 @@ def cpu_per_event(before: dict[str, float], after: dict[str, float],
     return {"total": sum(split.values()), **split}
 
 
+def isolated_parse_us(bodies: list[bytes], rounds: int = 3) -> float:
+    """Microseconds per event for the gateway's parse path (decode, normalize, route,
+    encode) in this idle process, best of `rounds`: how fast the machine is right now,
+    so runs made in its fast and slow phases can be told apart."""
+    from trail_operator.gateway.audit_calls import parse_audit_call
+
+    normalizer = AuditEventNormalizer("bench", "bench-1")
+    routes, _ = build_routes(store_entries())
+    events = 0
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        events = sum(parse_audit_call(normalizer, routes, body).received for body in bodies)
+        best = min(best, time.perf_counter() - start)
+    return best / events * 1e6
+
+
 def wait_ready(url: str, timeout: float = 60) -> None:
     import urllib.request
 
@@ -355,6 +376,7 @@ def main() -> None:
             half = len(events) // 2
             bodies_100 = event_lists(events[:half], 100)
             bodies_1000 = event_lists(events[half:], 1000)
+            parse_us = isolated_parse_us(bodies_100[:200])
             gateway_pid = profiled_pid(gateway.pid) if args.profile else gateway.pid
             start_cpu = thread_cpu(gateway_pid)
             seconds_100 = asyncio.run(post_all(url, bodies_100, args.concurrency))
@@ -391,6 +413,7 @@ def main() -> None:
         if stored[table] != count:
             raise SystemExit(f"the gateway stored {stored[table]} rows in {table};"
                              f" the same events inserted directly make {count}")
+    print(f"parse path alone, in an idle process: {parse_us:.1f} us per event")
     for size, split in (("100", cpu_100), ("1000", cpu_1000)):
         print(f"gateway CPU per event, lists of {size}: " + ", ".join(
             f"{kind} {value:.1f} us" for kind, value in split.items()))
@@ -400,6 +423,7 @@ def main() -> None:
         "a_end_to_end_batches_of_1000": {"value": rate_1000, "unit": "events/s",
                                          "limit": 30000, "ratio": rate_1000 / 30000},
         "b_engine_direct_insert": {"value": rate_direct, "unit": "events/s"},
+        "parse_path_alone_per_event": {"value": parse_us, "unit": "us"},
         "gateway_cpu_per_event_batches_of_100": {"value": cpu_100["total"], "unit": "us"},
         "gateway_cpu_per_event_batches_of_1000": {"value": cpu_1000["total"], "unit": "us"},
         "a_over_b_batches_of_1000": {"value": rate_1000 / rate_direct, "unit": "ratio",
