@@ -89,7 +89,11 @@ SKIP_INDEXES: tuple[tuple[str, str, str], ...] = (
     ("idx_resource_type", "resources.type", "bloom_filter(0.01) GRANULARITY 4"),
     ("idx_request_id", "requestID", "bloom_filter(0.01) GRANULARITY 4"),
     ("idx_namespace", "namespace", "bloom_filter(0.01) GRANULARITY 4"),
-    ("idx_event_source", "eventSource", "set(64) GRANULARITY 4"),
+    # One set per 64 granules: a cluster has few event sources, so finer blocks
+    # skip nothing for common ones and cost their check on every lookup. Measured
+    # on 10M events: EventSource lookups p50 49 -> 31-36 ms, and a source with no
+    # events is still refused by the index alone (11-19 ms; 205 ms without it).
+    ("idx_event_source", "eventSource", "set(256) GRANULARITY 64"),
 )
 
 # Small granules and compressed blocks, for lookups. A lookup returns whole
