@@ -276,24 +276,27 @@ def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds each kind of thread of a process has used so far (Linux /proc):
     the event loop (the main thread), Python workers (spool writes, INSERT calls;
     the engine runs part of an INSERT in the calling thread), and the engine's own."""
-    tick = os.sysconf("SC_CLK_TCK")
-    kinds: dict[str, float] = {}
     # The process's own counters also keep the CPU of threads that have ended.
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    kinds["total"] = (int(fields[11]) + int(fields[12])) / tick
+    kinds = {"total": _stat_cpu(f"/proc/{pid}/stat")[1]}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                raw = stat.read()
+            name, seconds = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except OSError:  # the thread ended
             continue
-        name = raw[raw.index("(") + 1:raw.rindex(")")].rstrip("0123456789")
-        fields = raw[raw.rindex(")") + 2:].split()
+        name = name.rstrip("0123456789")
         kind = ("event_loop" if tid == str(pid) else "python_workers" if name == "python"
                 else THREAD_KINDS.get(name, "engine_other"))
-        kinds[kind] = kinds.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
     return kinds
+
+
+def _stat_cpu(path: str) -> tuple[str, float]:
+    """The name and the CPU seconds (user + system) in a /proc stat file."""
+    with open(path) as stat:
+        raw = stat.read()
+    fields = raw[raw.rindex(")") + 2:].split()
+    seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return raw[raw.index("(") + 1:raw.rindex(")")], seconds
 
 
 def profiled_pid(spy: int) -> int:

@@ -176,21 +176,22 @@ def build_table_ddl(spec: TableSpec) -> str:
 ADDED_COLUMNS: tuple[str, ...] = (LOOKUP_USERNAME_COLUMN,)
 
 
+def _alter_table(spec: TableSpec) -> str:
+    return f"ALTER TABLE {qualified(spec.database, spec.table)}{_on_cluster(spec.cluster)}"
+
+
 def build_add_columns(spec: TableSpec, missing: list[str]) -> str:
     kinds = dict(EVENT_COLUMNS)
     adds = [f"ADD COLUMN IF NOT EXISTS {quote_identifier(name)} {kinds[name]}" for name in missing]
     adds += [f"ADD INDEX IF NOT EXISTS {name} {expr} TYPE {kind}"
              for name, expr, kind in SKIP_INDEXES if expr in missing]
-    return (f"ALTER TABLE {qualified(spec.database, spec.table)}{_on_cluster(spec.cluster)} "
-            + ", ".join(adds))
+    return f"{_alter_table(spec)} " + ", ".join(adds)
 
 
 def build_settings_alter(spec: TableSpec, names: list[str]) -> str:
     values = dict(TABLE_SETTINGS)
-    return (
-        f"ALTER TABLE {qualified(spec.database, spec.table)}{_on_cluster(spec.cluster)}"
-        " MODIFY SETTING " + ", ".join(f"{name} = {values[name]}" for name in names)
-    )
+    return f"{_alter_table(spec)} MODIFY SETTING " + ", ".join(
+        f"{name} = {values[name]}" for name in names)
 
 
 def stale_settings(ddl: str) -> list[str]:
@@ -201,10 +202,7 @@ def stale_settings(ddl: str) -> list[str]:
 
 
 def build_ttl_alter(spec: TableSpec) -> str:
-    return (
-        f"ALTER TABLE {qualified(spec.database, spec.table)}{_on_cluster(spec.cluster)}"
-        f" MODIFY TTL {ttl_expression(spec.retention_days)}"
-    )
+    return f"{_alter_table(spec)} MODIFY TTL {ttl_expression(spec.retention_days)}"
 
 
 def build_drop_table(spec: TableSpec) -> str:
