@@ -299,6 +299,15 @@ def _stat_cpu(path: str) -> tuple[str, float]:
     return raw[raw.index("(") + 1:raw.rindex(")")], seconds
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields) - idle) / ticks, sum(fields) / ticks
+
+
 def profiled_pid(spy: int) -> int:
     """The gateway's pid when it runs under py-spy (its only child)."""
     with open(f"/proc/{spy}/task/{spy}/children") as children:
@@ -385,10 +394,15 @@ def main() -> None:
             parse_us = isolated_parse_us(bodies_100[:200])
             gateway_pid = profiled_pid(gateway.pid) if args.profile else gateway.pid
             start_cpu = thread_cpu(gateway_pid)
+            start_sender = _stat_cpu(f"/proc/{os.getpid()}/stat")[1]
+            start_machine = machine_cpu()
             seconds_100 = asyncio.run(post_all(url, bodies_100, args.concurrency))
             between_cpu = thread_cpu(gateway_pid)
             seconds_1000 = asyncio.run(post_all(url, bodies_1000, args.concurrency))
             end_cpu = thread_cpu(gateway_pid)
+            sender_seconds = _stat_cpu(f"/proc/{os.getpid()}/stat")[1] - start_sender
+            machine_busy, machine_all = (
+                end - start for end, start in zip(machine_cpu(), start_machine))
         finally:
             gateway.send_signal(signal.SIGINT)
             try:
@@ -420,6 +434,8 @@ def main() -> None:
             raise SystemExit(f"the gateway stored {stored[table]} rows in {table};"
                              f" the same events inserted directly make {count}")
     print(f"parse path alone, in an idle process: {parse_us:.1f} us per event")
+    print(f"while posting: the load generator used {sender_seconds / len(events) * 1e6:.1f} us"
+          f" of CPU per event; the machine's cores were {machine_busy / machine_all:.0%} busy")
     for size, split in (("100", cpu_100), ("1000", cpu_1000)):
         print(f"gateway CPU per event, lists of {size}: " + ", ".join(
             f"{kind} {value:.1f} us" for kind, value in split.items()))
