@@ -402,7 +402,7 @@ def main() -> None:
             end_cpu = thread_cpu(gateway_pid)
             sender_seconds = _stat_cpu(f"/proc/{os.getpid()}/stat")[1] - start_sender
             machine_busy, machine_all = (
-                end - start for end, start in zip(machine_cpu(), start_machine))
+                end - start for end, start in zip(machine_cpu(), start_machine, strict=True))
         finally:
             gateway.send_signal(signal.SIGINT)
             try:

@@ -163,6 +163,39 @@ def test_shared_identities_are_equal_to_fresh_ones() -> None:
         event_list(copy.deepcopy(WATCH_PODS)))[0])
 
 
+def service_account_event(pod: str) -> dict[str, Any]:
+    event = copy.deepcopy(WATCH_PODS)
+    event["user"] = {
+        "username": "system:serviceaccount:shop:checkout", "uid": "0b6f7c1e",
+        "groups": ["system:serviceaccounts", "system:authenticated"],
+        "extra": {"authentication.kubernetes.io/pod-name": [pod]},
+    }
+    return event
+
+
+def test_events_of_one_user_share_its_identity_even_with_extra() -> None:
+    normalizer = AuditEventNormalizer(CLUSTER, REGION)
+    items = [service_account_event("checkout-1"), service_account_event("checkout-1"),
+             service_account_event("checkout-2")]
+    decoded = decode_event_list(normalizer, orjson.dumps(event_list(*items)))
+    assert decoded is not None
+    first, second, other_pod = (record_from_row(row)["userIdentity"] for row in decoded[1])
+    assert first is second
+    assert other_pod["extra"] == {"authentication.kubernetes.io/pod-name": ["checkout-2"]}
+    assert_same(items)
+
+
+def test_a_user_of_the_wrong_shape_sends_only_its_event_to_the_reference() -> None:
+    bad = copy.deepcopy(WATCH_PODS)
+    bad["user"] = {"username": "alice", "groups": "admins"}
+    items = [copy.deepcopy(WATCH_PODS), bad, copy.deepcopy(CREATE_DEPLOYMENT)]
+    fast, _ = both_paths(items)
+    assert fast is not None
+    assert [(r.index, r.reason) for r in fast[2]] == [
+        (1, "items[1].user.groups: must be a list of strings, got string")]
+    assert_same(items)
+
+
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_damaged_events_get_the_same_records_and_rejections_either_way(

@@ -117,7 +117,8 @@ class AuditEventNormalizer:
     process (no locking needed; a lost cache insert is only recomputed).
     """
 
-    __slots__ = ("_cluster", "_identities", "_path_routes", "_region", "_routes")
+    __slots__ = ("_cluster", "_identities", "_path_routes", "_region", "_routes",
+                 "raw_identities")
 
     def __init__(self, cluster_name: str, region: str) -> None:
         self._cluster = cluster_name
@@ -125,6 +126,8 @@ class AuditEventNormalizer:
         self._routes: dict[tuple[str, str, str, str], Route] = {}
         self._path_routes: dict[tuple[str, str], tuple[Route, ResourcePath]] = {}
         self._identities: dict[tuple[str, ...], SharedIdentity] = {}
+        # The fast decoder's (`k8s_audit_decode`): identities by the user's raw JSON.
+        self.raw_identities: dict[bytes, SharedIdentity] = {}
 
     def normalize_list(self, body: object) -> tuple[list[Record], list[AuditRejection]]:
         """Records for the final-stage events of an EventList, and the items refused.
@@ -320,7 +323,7 @@ class AuditEventNormalizer:
                 "username": impersonator[0], "uid": impersonator[1], "groups": impersonator[2]},
         }
         if key is not None and sum(map(len, key)) <= _CACHEABLE_KEY_LENGTH:
-            return _remember(self._identities, key, SharedIdentity(identity))
+            return remember(self._identities, key, SharedIdentity(identity))
         return identity
 
     def row(
@@ -408,7 +411,7 @@ class AuditEventNormalizer:
         key = (verb, group, resource, sub)
         route = resource_route(verb, group, resource, sub)
         if len(verb) + len(group) + len(resource) + len(sub) <= _CACHEABLE_KEY_LENGTH:
-            _remember(self._routes, key, route)
+            remember(self._routes, key, route)
         return route
 
     def uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath]:
@@ -424,7 +427,7 @@ class AuditEventNormalizer:
                 cached = (resource_route(
                     verb, parsed.api_group, parsed.resource, parsed.subresource), parsed)
             if len(verb) + len(path) <= _CACHEABLE_KEY_LENGTH:
-                _remember(self._path_routes, (verb, path), cached)
+                remember(self._path_routes, (verb, path), cached)
         return cached
 
     def _event_id(self, audit_id: str, received: str) -> str:
@@ -478,7 +481,7 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+def remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
     """Cache `value`; a full cache starts over (a cleared entry is only recomputed)."""
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
@@ -507,7 +510,7 @@ def parse_event_time(value: object, field: str) -> str:
     except ValueError:
         raise AuditEventError(field, f"not an RFC 3339 time: {value[:64]!r}") from None
     if micro_time and value[10] == "T":
-        _remember(_VALID_SECONDS, value[:19], True)
+        remember(_VALID_SECONDS, value[:19], True)
         return value[:23] + "Z"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

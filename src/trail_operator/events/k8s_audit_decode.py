@@ -46,9 +46,10 @@ from trail_operator.events.k8s_audit import (
     metadata_str,
     parse_event_time,
     redact,
+    remember,
 )
 from trail_operator.events.k8s_names import http_error_code
-from trail_operator.events.record import Row, row_from_record
+from trail_operator.events.record import Row, SharedIdentity, row_from_record
 
 _NO_BODY: Final = Raw()
 
@@ -87,7 +88,9 @@ class _Event(Struct, gc=False):
     verb: str = ""
     level: Any = None
     requestURI: str = ""
-    user: _User | None = None
+    # Kept raw: a cluster's events come from few users, whose identities are
+    # cached by this JSON text (decoding it was a tenth of the parse).
+    user: Raw = _NO_BODY
     # Rare: decoded as plain JSON and checked by the reference's own function.
     impersonatedUser: Any = None
     sourceIPs: list[str] = []
@@ -122,6 +125,9 @@ class _Kind(Struct, gc=False):
 
 
 _LIST_DECODER: Final = msgspec.json.Decoder(_EventList)
+_USER_DECODER: Final = msgspec.json.Decoder(_User | None)
+# Users whose JSON is longer are decoded each time (and not kept).
+_CACHEABLE_USER_BYTES: Final = 2048
 _KIND_DECODER: Final = msgspec.json.Decoder(_Kind)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(_Object)
 
@@ -221,20 +227,46 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Row | None:
             error_code = status.reason or http_error_code(code)
             error_message = status.message or None
 
-    user = event.user
-    plain = ("", "", [], {}) if user is None else (user.username, user.uid, user.groups, user.extra)
     impersonated = event.impersonatedUser
     if impersonated:
         identity = normalizer.user_identity(
-            *checked_principal(impersonated, "impersonatedUser"), impersonator=plain)
+            *checked_principal(impersonated, "impersonatedUser"),
+            impersonator=_principal(event.user))
     else:
-        identity = normalizer.user_identity(*plain)
+        identity = _identity(normalizer, event.user)
     source_ips = event.sourceIPs
     return normalizer.row(
         audit_id, received, event_time, route, identity,
         source_ips[0] if source_ips else "", event.userAgent, request_object, response_object,
         (group, namespace, name, uid), code, error_code, error_message, event.level, stage,
         uri, _annotations(event.annotations))
+
+
+def _principal(user: Raw) -> tuple[str, str, list[str], dict[str, list[str]]]:
+    if not user:
+        return "", "", [], {}
+    try:
+        decoded = _USER_DECODER.decode(user)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise _NeedsReference from None
+    if decoded is None:
+        return "", "", [], {}
+    return decoded.username, decoded.uid, decoded.groups, decoded.extra
+
+
+def _identity(normalizer: AuditEventNormalizer, user: Raw) -> dict[str, Any]:
+    """The `userIdentity` of a user who impersonates nobody, shared by the events
+    whose user has the same JSON text."""
+    key = bytes(user)
+    cached = normalizer.raw_identities.get(key)
+    if cached is not None:
+        return cached
+    identity = normalizer.user_identity(*_principal(user))
+    if len(key) > _CACHEABLE_USER_BYTES:
+        return identity
+    if type(identity) is not SharedIdentity:  # one with `extra`, not shared by the normalizer
+        identity = SharedIdentity(identity)
+    return remember(normalizer.raw_identities, key, identity)
 
 
 def _body(body: Raw, secret_context: bool) -> object:
