@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -29,17 +30,31 @@ from trail_operator.store.client import Store
 Flag = threading.Event | asyncio.Event
 
 
-def tune_gc_for_ingest() -> None:
-    """Keep the cyclic garbage collector off the ingest hot path.
+# How long a thread may hold the interpreter lock while another waits for it
+# (Python's default: 5 ms). See `tune_interpreter_for_ingest`.
+INGEST_SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_interpreter_for_ingest() -> None:
+    """Keep the cyclic garbage collector off the ingest hot path, and hand the
+    interpreter lock over sooner.
 
     Each audit batch allocates tens of thousands of short-lived dicts and lists;
     with the default thresholds the collector runs every 700 allocations and
     rescans survivors, which measured as two thirds of the time spent parsing.
     Those trees hold no cycles (reference counting frees them), so: freeze what
     start-up created, and collect young objects rarely.
+
+    The event loop parses while holding the lock; the spool's fsync and the
+    inserts finish in worker threads that need it for a moment, and a call is
+    answered only after its fsync. At the default 5 ms a worker could wait that
+    long twice per fsync while senders wait for their answers. At 0.5 ms, in
+    interleaved runs of bench/ingest.py: 31.3k / 32.3k events/s (lists of 100 /
+    1000, mean of 4 runs) against 29.7k / 28.9k, at the same CPU per event.
     """
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    sys.setswitchinterval(INGEST_SWITCH_INTERVAL_S)
 
 
 def load_kube_credentials() -> None:
@@ -67,7 +82,7 @@ async def serving_gateway(settings: Settings, config: GatewayConfig,
     await asyncio.to_thread(ensure_catalog, store)
     server = GatewayServer(Gateway(config, settings, store))
     await server.start()
-    tune_gc_for_ingest()
+    tune_interpreter_for_ingest()
     try:
         yield
     finally:
