@@ -277,7 +277,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
     the event loop (the main thread), Python workers (spool writes, INSERT calls;
     the engine runs part of an INSERT in the calling thread), and the engine's own."""
     # The process's own counters also keep the CPU of threads that have ended.
-    kinds = {"total": _stat_cpu(f"/proc/{pid}/stat")[1]}
+    kinds = {"total": process_cpu(pid)}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             name, seconds = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
@@ -297,6 +297,11 @@ def _stat_cpu(path: str) -> tuple[str, float]:
     fields = raw[raw.rindex(")") + 2:].split()
     seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return raw[raw.index("(") + 1:raw.rindex(")")], seconds
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process has used so far, its ended threads included."""
+    return _stat_cpu(f"/proc/{pid}/stat")[1]
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -394,13 +399,13 @@ def main() -> None:
             parse_us = isolated_parse_us(bodies_100[:200])
             gateway_pid = profiled_pid(gateway.pid) if args.profile else gateway.pid
             start_cpu = thread_cpu(gateway_pid)
-            start_sender = _stat_cpu(f"/proc/{os.getpid()}/stat")[1]
+            start_sender = process_cpu(os.getpid())
             start_machine = machine_cpu()
             seconds_100 = asyncio.run(post_all(url, bodies_100, args.concurrency))
             between_cpu = thread_cpu(gateway_pid)
             seconds_1000 = asyncio.run(post_all(url, bodies_1000, args.concurrency))
             end_cpu = thread_cpu(gateway_pid)
-            sender_seconds = _stat_cpu(f"/proc/{os.getpid()}/stat")[1] - start_sender
+            sender_seconds = process_cpu(os.getpid()) - start_sender
             machine_busy, machine_all = (
                 end - start for end, start in zip(machine_cpu(), start_machine, strict=True))
         finally:

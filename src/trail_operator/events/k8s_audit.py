@@ -29,6 +29,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -72,6 +73,8 @@ IDENTITY_UNKNOWN: Final = "Unknown"
 # resource that does not exist is still audited, even unauthenticated), so
 # the caches are bounded in entries and in key size.
 _CACHE_LIMIT: Final = 4096
+# Users whose JSON text is longer are decoded each time (and not kept).
+_CACHEABLE_USER_TEXT: Final = 2048
 _CACHEABLE_KEY_LENGTH: Final = 512
 _UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -118,7 +121,7 @@ class AuditEventNormalizer:
     """
 
     __slots__ = ("_cluster", "_identities", "_path_routes", "_region", "_routes",
-                 "raw_identities")
+                 "_text_identities")
 
     def __init__(self, cluster_name: str, region: str) -> None:
         self._cluster = cluster_name
@@ -126,8 +129,7 @@ class AuditEventNormalizer:
         self._routes: dict[tuple[str, str, str, str], Route] = {}
         self._path_routes: dict[tuple[str, str], tuple[Route, ResourcePath]] = {}
         self._identities: dict[tuple[str, ...], SharedIdentity] = {}
-        # The fast decoder's (`k8s_audit_decode`): identities by the user's raw JSON.
-        self.raw_identities: dict[bytes, SharedIdentity] = {}
+        self._text_identities: dict[bytes, SharedIdentity] = {}
 
     def normalize_list(self, body: object) -> tuple[list[Record], list[AuditRejection]]:
         """Records for the final-stage events of an EventList, and the items refused.
@@ -323,8 +325,28 @@ class AuditEventNormalizer:
                 "username": impersonator[0], "uid": impersonator[1], "groups": impersonator[2]},
         }
         if key is not None and sum(map(len, key)) <= _CACHEABLE_KEY_LENGTH:
-            return remember(self._identities, key, SharedIdentity(identity))
+            return _remember(self._identities, key, SharedIdentity(identity))
         return identity
+
+    def identity_of_text(self, text: bytes,
+                         principal: Callable[[bytes], Principal]) -> dict[str, Any]:
+        """`user_identity` of a user who impersonates nobody, given as JSON text;
+        shared by every record whose user has the same text.
+
+        For the fast decoder (`k8s_audit_decode`), which keeps users raw:
+        `principal` decodes the text on a cache miss. Identities with `extra`
+        (service-account tokens) are shared here too: the text is the key, so
+        there is no key to build from them.
+        """
+        cached = self._text_identities.get(text)
+        if cached is not None:
+            return cached
+        identity = self.user_identity(*principal(text))
+        if len(text) > _CACHEABLE_USER_TEXT:
+            return identity
+        if type(identity) is not SharedIdentity:
+            identity = SharedIdentity(identity)
+        return _remember(self._text_identities, text, identity)
 
     def row(
         self, audit_id: str, received: str, event_time: str, route: Route,
@@ -411,7 +433,7 @@ class AuditEventNormalizer:
         key = (verb, group, resource, sub)
         route = resource_route(verb, group, resource, sub)
         if len(verb) + len(group) + len(resource) + len(sub) <= _CACHEABLE_KEY_LENGTH:
-            remember(self._routes, key, route)
+            _remember(self._routes, key, route)
         return route
 
     def uri_route(self, verb: str, uri: str) -> tuple[Route, ResourcePath]:
@@ -427,7 +449,7 @@ class AuditEventNormalizer:
                 cached = (resource_route(
                     verb, parsed.api_group, parsed.resource, parsed.subresource), parsed)
             if len(verb) + len(path) <= _CACHEABLE_KEY_LENGTH:
-                remember(self._path_routes, (verb, path), cached)
+                _remember(self._path_routes, (verb, path), cached)
         return cached
 
     def _event_id(self, audit_id: str, received: str) -> str:
@@ -481,7 +503,7 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-def remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
     """Cache `value`; a full cache starts over (a cleared entry is only recomputed)."""
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
@@ -510,7 +532,7 @@ def parse_event_time(value: object, field: str) -> str:
     except ValueError:
         raise AuditEventError(field, f"not an RFC 3339 time: {value[:64]!r}") from None
     if micro_time and value[10] == "T":
-        remember(_VALID_SECONDS, value[:19], True)
+        _remember(_VALID_SECONDS, value[:19], True)
         return value[:23] + "Z"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -42,14 +42,14 @@ from trail_operator.events.k8s_audit import (
     SENSITIVE_KINDS,
     AuditEventNormalizer,
     AuditRejection,
+    Principal,
     checked_principal,
     metadata_str,
     parse_event_time,
     redact,
-    remember,
 )
 from trail_operator.events.k8s_names import http_error_code
-from trail_operator.events.record import Row, SharedIdentity, row_from_record
+from trail_operator.events.record import Row, row_from_record
 
 _NO_BODY: Final = Raw()
 
@@ -126,8 +126,6 @@ class _Kind(Struct, gc=False):
 
 _LIST_DECODER: Final = msgspec.json.Decoder(_EventList)
 _USER_DECODER: Final = msgspec.json.Decoder(_User | None)
-# Users whose JSON is longer are decoded each time (and not kept).
-_CACHEABLE_USER_BYTES: Final = 2048
 _KIND_DECODER: Final = msgspec.json.Decoder(_Kind)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(_Object)
 
@@ -233,7 +231,7 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Row | None:
             *checked_principal(impersonated, "impersonatedUser"),
             impersonator=_principal(event.user))
     else:
-        identity = _identity(normalizer, event.user)
+        identity = normalizer.identity_of_text(bytes(event.user), _principal)
     source_ips = event.sourceIPs
     return normalizer.row(
         audit_id, received, event_time, route, identity,
@@ -242,31 +240,15 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Row | None:
         uri, _annotations(event.annotations))
 
 
-def _principal(user: Raw) -> tuple[str, str, list[str], dict[str, list[str]]]:
-    if not user:
-        return "", "", [], {}
+def _principal(user: Raw | bytes) -> Principal:
+    """(username, uid, groups, extra) of an audit user kept raw; none for none."""
     try:
-        decoded = _USER_DECODER.decode(user)
+        decoded = _USER_DECODER.decode(user) if user else None
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise _NeedsReference from None
     if decoded is None:
         return "", "", [], {}
     return decoded.username, decoded.uid, decoded.groups, decoded.extra
-
-
-def _identity(normalizer: AuditEventNormalizer, user: Raw) -> dict[str, Any]:
-    """The `userIdentity` of a user who impersonates nobody, shared by the events
-    whose user has the same JSON text."""
-    key = bytes(user)
-    cached = normalizer.raw_identities.get(key)
-    if cached is not None:
-        return cached
-    identity = normalizer.user_identity(*_principal(user))
-    if len(key) > _CACHEABLE_USER_BYTES:
-        return identity
-    if type(identity) is not SharedIdentity:  # one with `extra`, not shared by the normalizer
-        identity = SharedIdentity(identity)
-    return remember(normalizer.raw_identities, key, identity)
 
 
 def _body(body: Raw, secret_context: bool) -> object:
