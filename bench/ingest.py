@@ -165,30 +165,53 @@ def child(phase: str, dsn: str, *extra: str) -> str:
 # -- the load generator --------------------------------------------------------------
 
 async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
-    """Seconds from the first POST until every row is stored (the queue is empty)."""
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    """Seconds from the first POST until every row is stored (the queue is empty).
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            while True:
-                async with session.post(f"{url}/k8s-audit", data=body, headers=headers) as answer:
-                    await answer.read()
-                    if answer.status == 200:
+    The senders write ready-made HTTP/1.1 requests on keep-alive connections and
+    read each answer by its Content-Length: the load generator shares the
+    gateway's cores, and aiohttp's client used 2.4-3.1 us of CPU per event where
+    this uses 1.7-2.2 (most of it the kernel's loopback TCP).
+    """
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    head = (f"POST /k8s-audit HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n")
+    requests = [f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body for body in bodies]
+    requests.reverse()  # popped from the end: posted in order
+
+    async def sender() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while requests:
+                request = requests.pop()
+                while True:
+                    writer.write(request)
+                    status = await _read_answer(reader)
+                    if status == 200:
                         break
-                    if answer.status not in (429, 503):
-                        raise RuntimeError(f"gateway answered {answer.status}")
-                await asyncio.sleep(0.05)
+                    if status not in (429, 503):
+                        raise RuntimeError(f"gateway answered {status}")
+                    await asyncio.sleep(0.05)
+        finally:
+            writer.close()
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    start = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    async with aiohttp.ClientSession() as session:
         while await queued_rows(session, url):
             await asyncio.sleep(0.01)
-        return time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> int:
+    """The status of one HTTP/1.1 answer, its body read and dropped."""
+    header = await reader.readuntil(b"\r\n\r\n")
+    status = int(header[9:12])
+    marker = header.lower().find(b"content-length:")
+    if marker < 0:
+        raise RuntimeError(f"gateway answered without a Content-Length: {header[:200]!r}")
+    length = int(header[marker + 15:header.index(b"\r\n", marker)])
+    await reader.readexactly(length)
+    return status
 
 
 async def queued_rows(session: aiohttp.ClientSession, url: str) -> float:
