@@ -170,7 +170,7 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
     The senders write ready-made HTTP/1.1 requests on keep-alive connections and
     read each answer by its Content-Length: the load generator shares the
     gateway's cores, and aiohttp's client used 2.4-3.1 us of CPU per event where
-    this uses 1.7-2.2 (most of it the kernel's loopback TCP).
+    this uses 1.6-2.2 (most of it the kernel's loopback TCP).
     """
     host, port = url.removeprefix("http://").rsplit(":", 1)
     head = (f"POST /k8s-audit HTTP/1.1\r\nHost: {host}:{port}\r\n"
