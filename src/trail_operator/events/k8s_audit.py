@@ -338,12 +338,12 @@ class AuditEventNormalizer:
         (service-account tokens) are shared here too: the text is the key, so
         there is no key to build from them.
         """
+        if len(text) > _CACHEABLE_USER_TEXT:  # never cached: not worth hashing either
+            return self.user_identity(*principal(text))
         cached = self._text_identities.get(text)
         if cached is not None:
             return cached
         identity = self.user_identity(*principal(text))
-        if len(text) > _CACHEABLE_USER_TEXT:
-            return identity
         if type(identity) is not SharedIdentity:
             identity = SharedIdentity(identity)
         return _remember(self._text_identities, text, identity)
