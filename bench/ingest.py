@@ -124,6 +124,7 @@ def phase_setup(dsn: str) -> None:
 
 def phase_direct(dsn: str, count: int) -> None:
     """(b): route and serialize before the clock starts, then time only the inserts."""
+    from trail_operator.gateway.config import GatewayConfig
     from trail_operator.store.client import Store
 
     normalizer = AuditEventNormalizer("bench", "bench-1")
@@ -136,7 +137,9 @@ def phase_direct(dsn: str, count: int) -> None:
             for table in tables_for(routes, record):
                 rows.setdefault(table, []).append(data)
     store = Store(dsn, "trail")
-    batch = 10_000
+    # The gateway's largest insert: a whole spool segment for one table. Larger
+    # batches only make (b) faster, so a/b is not flattered.
+    batch = GatewayConfig.spool_max_rows
     chunks = [(table, b"\n".join(lines[i:i + batch]))
               for table, lines in rows.items() for i in range(0, len(lines), batch)]
     start = time.perf_counter()

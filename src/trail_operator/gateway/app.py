@@ -70,7 +70,7 @@ class Gateway:
         if self.config.spool_dir is not None:
             self.batcher = SpooledBatcher(
                 self.store, self.metrics, Spool(self.config.spool_dir),
-                max_rows=self.config.batch_max_rows, linger=self.config.spool_linger,
+                max_rows=self.config.spool_max_rows, linger=self.config.spool_linger,
                 idle_seal=self.config.spool_idle_seal, min_rows=self.config.spool_min_rows,
                 max_pending_rows=self.config.max_pending_rows, is_routed=self._is_routed)
         else:

@@ -49,7 +49,7 @@ class _Group:
 
 class SpooledBatcher:
     def __init__(
-        self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 10_000,
+        self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 30_000,
         linger: float = 0.5, max_pending_rows: int = 200_000, retry_seconds: float = 1.0,
         idle_seal: float = 0.05, min_rows: int = 1_000,
         inserters: int = 2, recent_ids: RecentEventIds | None = None,
