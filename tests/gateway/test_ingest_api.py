@@ -215,10 +215,11 @@ def channel(trail: Trail, tenant: tuple[str, str]) -> str:
     return f"{ns}/app"
 
 
-def put_event(event_id: str, name: str = "Login", checksum: bool = True) -> dict[str, str]:
+def put_event(event_id: str, name: str = "Login", checksum: bool = True,
+              event_time: str | None = None) -> dict[str, str]:
     data = orjson.dumps({
         "version": "1.0", "eventName": name, "eventSource": "shop.example",
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "eventTime": event_time or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "userIdentity": {"type": "User", "principalId": "carol", "details": {"username": "carol"}},
         "UID": event_id,
     }).decode()
@@ -241,12 +242,14 @@ def test_put_audit_events_stores_good_events_and_fails_bad_ones_one_by_one(
     _, table = tenant
     bad_checksum = put_event("e-bad")
     bad_checksum["eventDataChecksum"] = "0" * 64
-    answer = put(trail, channel, [put_event("e-1"), bad_checksum, {"id": "e-3"}])
+    # An eventTime the store cannot read would fail the whole insert behind it.
+    bad_time = put_event("e-time", event_time="yesterday")
+    answer = put(trail, channel, [put_event("e-1"), bad_checksum, {"id": "e-3"}, bad_time])
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert [s["id"] for s in result["successful"]] == ["e-1"]
     assert {(f["id"], f["errorCode"]) for f in result["failed"]} == {
-        ("e-bad", "InvalidChecksum"), ("e-3", "FieldNotFound")}
+        ("e-bad", "InvalidChecksum"), ("e-3", "FieldNotFound"), ("e-time", "InvalidData")}
     stored = result["successful"][0]["eventID"]
     assert count(trail, table, "eventID = {id:UUID} AND eventCategory = 'ActivityAuditLog'",
                  id=stored) == 1

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from trail_fixtures import wait_for
 from trail_operator.gateway.spool import MAGIC, Spool, decode_frames, encode_frame
 from trail_operator.sandbox.controlplane import free_port
 from trail_operator.store.client import Store
+from trail_operator.store.rows import encode_row
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
@@ -145,6 +147,35 @@ def test_rows_spooled_for_a_store_deleted_meanwhile_are_dropped_and_ingest_goes_
         assert requests.post(f"{gw.url}/k8s-audit", json=event_list(2),
                              headers=gw.headers).status_code == 200
         wait_until(lambda: store.rows(f"SELECT count() FROM trail.`{other.table}`")[0][0] == 2)
+
+
+def test_a_spooled_row_the_store_refuses_is_set_aside_and_ingest_goes_on(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-refused")
+    good = [encode_row({"eventID": str(uuid.uuid4()), "eventTime": "2026-11-26T10:00:00.000Z",
+                        "eventName": "GetPod"}) for _ in range(4)]
+    bad = encode_row({"eventID": str(uuid.uuid4()), "eventTime": "the day before yesterday",
+                      "eventName": "GetPod"})
+    # Rows a crashed earlier gateway spooled; one of them the engine cannot read.
+    Spool(tmp_path).append({target.table: [good[0], bad, *good[1:]]})
+    count = f"SELECT count() FROM trail.`{target.table}`"
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=0.05) as gw:
+        wait_until(lambda: store.rows(count)[0][0] == 4)
+        wait_until(lambda: gw.gateway.batcher.pending_rows == 0)
+        assert gw.gateway.batcher.failure is None
+        assert requests.get(f"{gw.url}/readyz").status_code == 200
+        metrics = requests.get(f"{gw.url}/metrics").text
+        assert (f'trail_gateway_rows_refused_by_store_total{{store="{target.table}"}} 1.0'
+                in metrics)
+        assert requests.post(f"{gw.url}/k8s-audit", json=event_list(2),
+                             headers=gw.headers).status_code == 200
+        wait_until(lambda: store.rows(count)[0][0] == 6)
+    (kept,) = [orjson.loads(line) for line in
+               (tmp_path / "refused" / f"{target.table}.jsonl").read_bytes().splitlines()]
+    assert kept["row"] == bad.decode()
+    assert kept["table"] == target.table
+    assert "eventTime" in kept["reason"]
+    assert not list(tmp_path.glob("*.wal"))  # the segment is done with
 
 
 def test_a_spool_backlog_past_the_limit_is_refused_with_429(store: Store, tmp_path: Path) -> None:

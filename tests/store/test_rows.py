@@ -1,12 +1,20 @@
-"""Rows are encoded by column position, whatever order a record's fields come in."""
+"""Rows are encoded by column position, whatever order a record's fields come in,
+and a row the engine refuses never costs the rows inserted with it."""
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
+import pytest
 
 from trail_operator.events.k8s_audit import AuditEventNormalizer
 from trail_operator.events.record import RECORD_FIELDS
-from trail_operator.store.rows import ROW_COLUMNS, encode_row
+from trail_operator.store.catalog import ensure_catalog
+from trail_operator.store.client import Store, StoreDataError
+from trail_operator.store.ddl import TableSpec
+from trail_operator.store.rows import ROW_COLUMNS, encode_row, insert_rows, insert_rows_isolating
+from trail_operator.store.tables import ensure_table
 
 
 def _record() -> dict[str, object]:
@@ -67,3 +75,27 @@ def test_a_field_missing_from_a_record_encodes_as_null_in_its_column() -> None:
     assert len(row) == len(ROW_COLUMNS)
     assert row[ROW_COLUMNS.index("errorCode")] is None
     assert row[ROW_COLUMNS.index("eventName")] == "GetPod"
+
+
+def _rows_with_bad_times(count: int, bad: set[int]) -> list[bytes]:
+    rows = []
+    for index in range(count):
+        record = {**_record(), "eventID": str(uuid.uuid4())}
+        if index in bad:
+            record["eventTime"] = f"not a time {index}"
+        rows.append(encode_row(record))
+    return rows
+
+
+def test_rows_the_engine_refuses_are_set_aside_and_every_other_row_is_stored(
+        store: Store) -> None:
+    ensure_catalog(store)
+    ensure_table(store, TableSpec(store.database, "rows_isolating", 30))
+    rows = _rows_with_bad_times(50, bad={3, 41})
+    with pytest.raises(StoreDataError, match="CANNOT_PARSE"):
+        insert_rows(store, "rows_isolating", rows)  # one INSERT fails whole
+    refused = insert_rows_isolating(store, "rows_isolating", rows)
+    assert [row for row, _ in refused] == [rows[3], rows[41]]
+    assert all("eventTime" in reason for _, reason in refused)
+    stored = store.rows("SELECT count(), uniqExact(eventID) FROM trail.rows_isolating")[0]
+    assert stored == (48, 48)

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import orjson
 
+from trail_operator.events.k8s_audit import AuditEventError, parse_event_time
 from trail_operator.events.record import (
     CATEGORY_ACTIVITY,
     EVENT_VERSION,
@@ -144,9 +145,16 @@ class ActivityEventNormalizer:
         if problem:
             return FailedEvent(event_id, ERROR_FIELD_NOT_FOUND,
                                f"auditEvents[{index}].eventData.{problem} is missing")
-        return AcceptedEvent(event_id, self._record(event_id, event_data))
+        try:
+            event_time = parse_event_time(event_data["eventTime"], "eventTime")
+            _check_types(event_data)
+        except AuditEventError as exc:
+            return FailedEvent(event_id, ERROR_INVALID_DATA,
+                               f"auditEvents[{index}].eventData.{exc.field}: {exc.reason}")
+        return AcceptedEvent(event_id, self._record(event_id, event_data, event_time))
 
-    def _record(self, event_id: str, data: dict[str, Any]) -> Record:
+    def _record(self, event_id: str, data: dict[str, Any], event_time: str) -> Record:
+
         identity = data.get("userIdentity") or {}
         details = identity.get("details") if isinstance(identity, dict) else None
         username = ""
@@ -155,13 +163,13 @@ class ActivityEventNormalizer:
         principal = str(identity.get("principalId", "")) if isinstance(identity, dict) else ""
         return {
             "eventID": derived_event_id(self.channel, event_id),
-            "eventTime": data["eventTime"],
+            "eventTime": event_time,
             "eventVersion": str(data.get("version") or EVENT_VERSION),
             "eventSource": str(data.get("eventSource") or self.default_source),
-            "eventName": str(data["eventName"]),
+            "eventName": data["eventName"],
             "eventType": TYPE_ACTIVITY_LOG,
             "eventCategory": CATEGORY_ACTIVITY,
-            "readOnly": bool(data.get("readOnly", False)),
+            "readOnly": data.get("readOnly") is True,
             "managementEvent": False,
             "userIdentity": {
                 "type": str(identity.get("type", "")) if isinstance(identity, dict) else "",
@@ -196,6 +204,46 @@ def _missing_fields(data: dict[str, Any]) -> str | None:
         if not data.get(field):
             return field
     return None
+
+
+# Fields of eventData that must have one JSON type when present. The store's
+# columns are typed: a value of another type would be refused by the engine
+# with the rest of its batch, or stored as something the sender did not mean
+# (the string "false" read as true), so it fails its event here instead.
+_STRING_FIELDS: Final = ("version", "eventName", "eventSource", "UID", "sourceIPAddress",
+                         "userAgent", "errorCode", "errorMessage")
+_OBJECT_FIELDS: Final = ("userIdentity", "requestParameters", "responseElements",
+                         "additionalEventData")
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    for field in _STRING_FIELDS:
+        value = data.get(field)
+        if value is not None and not isinstance(value, str):
+            raise AuditEventError(field, f"must be a string, not {_json_type(value)}")
+    for field in _OBJECT_FIELDS:
+        value = data.get(field)
+        if value is not None and not isinstance(value, dict):
+            raise AuditEventError(field, f"must be a JSON object, not {_json_type(value)}")
+    identity = data["userIdentity"]
+    for key in ("type", "principalId"):
+        value = identity.get(key)
+        if value is not None and not isinstance(value, str):
+            raise AuditEventError(f"userIdentity.{key}",
+                                  f"must be a string, not {_json_type(value)}")
+    read_only = data.get("readOnly")
+    if read_only is not None and not isinstance(read_only, bool):
+        raise AuditEventError("readOnly", f"must be true or false, not {_json_type(read_only)}")
+    resources = data.get("resources")
+    if resources is not None and not (
+            isinstance(resources, list) and all(isinstance(r, dict) for r in resources)):
+        raise AuditEventError("resources", "must be a list of JSON objects")
+
+
+def _json_type(value: object) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _resources(value: Any) -> list[dict[str, str]]:

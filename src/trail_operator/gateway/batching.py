@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.store.client import Store
-from trail_operator.store.rows import insert_rows
+from trail_operator.store.rows import insert_rows_isolating
+
+log = logging.getLogger(__name__)
 
 
 class OverloadedError(RuntimeError):
@@ -168,8 +171,15 @@ class InsertBatcher:
         try:
             for table, chunks in batch.chunks.items():
                 try:
-                    await asyncio.to_thread(insert_rows, self.store, table, chunks)
-                    self.metrics.inserted.labels(table).inc(len(chunks))
+                    refused = await asyncio.to_thread(
+                        insert_rows_isolating, self.store, table, chunks)
+                    self.metrics.inserted.labels(table).inc(len(chunks) - len(refused))
+                    if refused:  # no spool to keep them in: the log keeps one
+                        self.metrics.refused_rows.labels(table).inc(len(refused))
+                        log.error("store table %s refused %d rows for their data; the rest "
+                                  "is stored. First reason: %s; row: %s", table, len(refused),
+                                  refused[0][1][:500], refused[0][0][:2000].decode(
+                                      "utf-8", "replace"))
                 except Exception as exc:  # any failure must fail the waiters, not the loop
                     failed[table] = str(exc)
                     self.metrics.insert_failures.labels(table).inc()

@@ -34,5 +34,9 @@ class GatewayMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r)
         self.insert_failures = Counter("trail_gateway_insert_failures",
                                        "Inserts that failed, by store", ["store"], registry=r)
+        self.refused_rows = Counter(
+            "trail_gateway_rows_refused_by_store",
+            "Rows the store refused for their data, set aside instead of blocking the rest",
+            ["store"], registry=r)
         self.queue_depth = Gauge("trail_gateway_queue_rows",
                                  "Rows waiting to be inserted", registry=r)

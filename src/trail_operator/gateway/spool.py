@@ -16,7 +16,9 @@ one frame:
 
 and the payload holds, per table, `u16 name length | name | u32 row count |
 u32 data length | rows joined by newlines`. A segment is closed when its rows
-are handed to an insert and deleted when every table of it is stored. A crash
+are handed to an insert and deleted when every table of it is stored. Rows the
+store refuses for their data are set aside in `refused/<table>.jsonl` (see
+`Spool.set_aside`) rather than retried forever. A crash
 can leave a torn last frame: it was never fsync'ed, so never acknowledged,
 and replay stops there. Replay may insert rows that were already stored
 before the crash; they carry the same eventIDs, which the tables collapse
@@ -32,8 +34,11 @@ import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ _HEADER = struct.Struct("<4sII")
 _TABLE = struct.Struct("<H")
 _ROWS = struct.Struct("<II")
 SUFFIX: Final = ".wal"
+REFUSED_DIR: Final = "refused"
 
 
 class SpoolCorruptError(ValueError):
@@ -194,6 +200,22 @@ class Spool:
         segment = Segment(self._path, self._open_rows)
         self._fd, self._path, self._open_rows, self._open_count = None, None, {}, 0
         return segment
+
+    def set_aside(self, table: str, refused: list[tuple[bytes, str]]) -> Path:
+        """Keep rows the store refused, each with the store's reason, as JSON lines in
+        `refused/<table>.jsonl`, fsync'ed, for an operator to read, fix and insert."""
+        directory = self.directory / REFUSED_DIR
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{table}.jsonl"
+        at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        lines = b"".join(orjson.dumps({"at": at, "table": table, "reason": reason,
+                                       "row": row.decode("utf-8", "replace")}) + b"\n"
+                         for row, reason in refused)
+        with path.open("ab") as file:
+            file.write(lines)
+            file.flush()
+            os.fsync(file.fileno())
+        return path
 
     def discard(self, segment: Segment) -> None:
         """Forget a segment whose rows are all stored."""

@@ -18,6 +18,8 @@ Guarantees kept from the acknowledge-after-insert design:
 - Memory and disk stay bounded: past `max_pending_rows` rows not yet stored,
   calls are refused with 429.
 - A retried call is not stored twice: its eventIDs are remembered once spooled.
+- A row the store refuses for its data does not block the others: it is set
+  aside in the spool's `refused/` directory, logged and counted.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from trail_operator.gateway.batching import InsertFailedError, RecentEventIds, c
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.spool import Segment, Spool
 from trail_operator.store.client import Store
-from trail_operator.store.rows import insert_rows
+from trail_operator.store.rows import insert_rows_isolating
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +237,21 @@ class SpooledBatcher:
             await asyncio.to_thread(self.spool.discard, segment)  # unlink: a syscall
             self.metrics.queue_depth.set(self.pending_rows)
 
+    def _set_aside(self, table: str, refused: list[tuple[bytes, str]]) -> None:
+        path = self.spool.set_aside(table, refused)
+        self.metrics.refused_rows.labels(table).inc(len(refused))
+        log.error("store table %s refused %d rows for their data; they are kept in %s "
+                  "and the rest is stored. First reason: %s",
+                  table, len(refused), path, refused[0][1][:500])
+
     async def _insert(self, segment: Segment) -> bool:
         """Insert what is left of a segment, table by table; True when all is stored."""
         for table in list(segment.rows_by_table):
             rows = segment.rows_by_table[table]
             try:
-                await asyncio.to_thread(insert_rows, self.store, table, rows)
+                refused = await asyncio.to_thread(insert_rows_isolating, self.store, table, rows)
+                if refused:
+                    await asyncio.to_thread(self._set_aside, table, refused)
             except Exception as exc:  # any failure must reach the senders, not end the loop
                 if not self.is_routed(table):
                     log.warning("dropping %d spooled rows for %s: its store was deleted (%s)",
@@ -253,7 +264,7 @@ class SpooledBatcher:
                 log.warning("%s; retrying in %.1f s", self.failure, self.retry_seconds)
                 return False
             del segment.rows_by_table[table]  # stored: a retry must not insert it again
-            self.metrics.inserted.labels(table).inc(len(rows))
+            self.metrics.inserted.labels(table).inc(len(rows) - len(refused))
         self.failure = None
         if segment.opened is not None:
             self.metrics.batch_latency.observe(time.monotonic() - segment.opened)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,6 +61,19 @@ class StoreError(RuntimeError):
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached; the caller should retry later."""
+
+
+class StoreDataError(StoreError):
+    """The store refused the data itself (a value it cannot read into its column):
+    the same rows would be refused again, however often they are retried."""
+
+
+# ClickHouse names its error at the end of the message, e.g. "(CANNOT_PARSE_DATETIME)",
+# over HTTP and in chDB alike. These are about the data sent, not the server's state.
+_DATA_ERROR = re.compile(
+    r"\((CANNOT_PARSE_\w+|CANNOT_READ_\w+|TYPE_MISMATCH|INCORRECT_DATA|CANNOT_CONVERT_TYPE"
+    r"|VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE|TOO_LARGE_STRING_SIZE|INCORRECT_NUMBER_OF_COLUMNS"
+    r"|CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN|ARGUMENT_OUT_OF_BOUND|UNKNOWN_ELEMENT_OF_ENUM)\)")
 
 
 class Store:
@@ -135,6 +149,8 @@ class Store:
             if _looks_unreachable(exc):
                 healthy = False
                 raise StoreUnavailableError(str(exc)) from exc
+            if _DATA_ERROR.search(str(exc)):
+                raise StoreDataError(str(exc)) from exc
             raise StoreError(str(exc)) from exc
         except OSError as exc:
             healthy = False

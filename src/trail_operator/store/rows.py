@@ -19,7 +19,7 @@ from trail_operator.events.record import (
     SharedIdentity,
     row_from_record,
 )
-from trail_operator.store.client import Store
+from trail_operator.store.client import Store, StoreDataError
 
 ROW_COLUMNS: Final = RECORD_FIELDS
 
@@ -48,3 +48,29 @@ def encode_row(record: Record) -> bytes:
 def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
     """Insert rows made by `encode_values` (or `encode_row`); durable when this returns."""
     store.insert_json(table, b"\n".join(rows), columns=ROW_COLUMNS, compact=True)
+
+
+def insert_rows_isolating(store: Store, table: str, rows: list[bytes]) -> list[tuple[bytes, str]]:
+    """Insert rows, setting aside those the engine refuses as data.
+
+    One row the engine cannot read fails its whole INSERT, and retrying the
+    batch would fail forever and stop ingest behind it. So a batch refused for
+    its data is halved until the refused rows stand alone: every other row is
+    stored, and the refused ones are returned with the engine's message. Any
+    other failure (the store unreachable, out of memory) raises as before; rows
+    of halves stored by then are stored again on the retry, which the tables
+    collapse by eventID.
+    """
+    refused: list[tuple[bytes, str]] = []
+    pending = [rows]
+    while pending:
+        part = pending.pop()
+        try:
+            insert_rows(store, table, part)
+        except StoreDataError as exc:
+            if len(part) == 1:
+                refused.append((part[0], str(exc)))
+            else:
+                half = len(part) // 2
+                pending += (part[half:], part[:half])  # the first half is tried first
+    return refused
