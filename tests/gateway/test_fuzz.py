@@ -103,3 +103,33 @@ def test_put_audit_events_survives_any_call(
         assert len(result["successful"]) + len(result["failed"]) == len(events)
     else:
         assert result["message"]
+
+
+EVENT_DATA_KEYS = ["version", "eventName", "eventSource", "eventTime", "UID", "userIdentity",
+                   "sourceIPAddress", "userAgent", "errorCode", "errorMessage", "readOnly",
+                   "requestParameters", "responseElements", "additionalEventData", "resources"]
+event_data = st.dictionaries(st.sampled_from(EVENT_DATA_KEYS), json_values | st.datetimes().map(
+    lambda moment: moment.isoformat()), min_size=3, max_size=len(EVENT_DATA_KEYS))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=event_data)
+def test_put_audit_events_with_any_event_data_keeps_the_good_event(
+    fuzz_gateway: tuple[RunningGateway, str], store: Store, data: dict[str, Any],
+) -> None:
+    gw, table = fuzz_gateway
+    good_id = str(uuid.uuid4())
+    good = {"eventName": "Login", "eventTime": "2026-11-26T10:00:00Z",
+            "userIdentity": {"type": "User", "principalId": "fuzz"}}
+    events = [{"id": "any", "eventData": orjson.dumps(data).decode()},
+              {"id": good_id, "eventData": orjson.dumps(good).decode()}]
+    answer = requests.post(f"{gw.url}/PutAuditEvents", params={"channel": "fuzz/app"},
+                           data=orjson.dumps({"auditEvents": events}),
+                           headers={"Authorization": "Bearer fuzz-token"})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert len(result["successful"]) + len(result["failed"]) == 2
+    (stored_id,) = [s["eventID"] for s in result["successful"] if s["id"] == good_id]
+    stored = store.rows(f"SELECT count() FROM trail.`{table}` WHERE eventID = {{i:UUID}}",
+                        parameters={"i": stored_id})[0][0]
+    assert stored == 1
