@@ -8,12 +8,20 @@ import uuid
 import orjson
 import pytest
 
+from events.audit_samples import event_list, sample_events
 from trail_operator.events.k8s_audit import AuditEventNormalizer
+from trail_operator.events.k8s_audit_decode import decode_event_list
 from trail_operator.events.record import RECORD_FIELDS
 from trail_operator.store.catalog import ensure_catalog
 from trail_operator.store.client import Store, StoreDataError
 from trail_operator.store.ddl import TableSpec
-from trail_operator.store.rows import ROW_COLUMNS, encode_row, insert_rows, insert_rows_isolating
+from trail_operator.store.rows import (
+    ROW_COLUMNS,
+    encode_row,
+    encode_values,
+    insert_rows,
+    insert_rows_isolating,
+)
 from trail_operator.store.tables import ensure_table
 
 
@@ -99,3 +107,59 @@ def test_rows_the_engine_refuses_are_set_aside_and_every_other_row_is_stored(
     assert all("eventTime" in reason for _, reason in refused)
     stored = store.rows("SELECT count(), uniqExact(eventID) FROM trail.rows_isolating")[0]
     assert stored == (48, 48)
+
+
+def test_a_batch_whose_rows_are_nearly_all_refused_fails_whole_instead_of_row_by_row(
+        store: Store) -> None:
+    ensure_catalog(store)
+    ensure_table(store, TableSpec(store.database, "rows_all_refused", 30))
+    rows = _rows_with_bad_times(40, bad=set(range(40)))
+    with pytest.raises(StoreDataError, match="retried as a whole"):
+        insert_rows_isolating(store, "rows_all_refused", rows)
+
+
+def _odd_records() -> list[dict[str, object]]:
+    """Values the JSON-text and tuple columns may hold beyond the audit samples'."""
+    base = _record()
+    odd: list[dict[str, object]] = []
+    for index, body in enumerate(["plain text", 12, True, [1, "two"], {"nested": {"a": [1]}},
+                                  None, "", {"é": "ü \n \" \\ \u2603"}]):
+        odd.append({**base, "eventID": str(uuid.uuid4()), "requestParameters": body,
+                    "responseElements": body, "additionalEventData": {"n": index, "b": body},
+                    "eventTime": f"2026-11-26T05:00:0{index}.{index:03d}Z"})
+    odd.append({**base, "eventID": str(uuid.uuid4()), "resources": [
+        {"type": "pods", "name": "a", "extraKey": "x"}, {"ARN": "arn:x", "accountId": "1"}]})
+    odd.append({**base, "eventID": str(uuid.uuid4()), "userIdentity": {
+        "type": "User", "principalId": "p", "arn": "arn:aws:iam::1:user/p", "groups": ["g"],
+        "extra": {"scopes": ["a", "b"]}, "sessionContext": {"mfa": True},
+        "impersonatedBy": {"username": "admin", "uid": "u", "groups": ["system:masters"]}}})
+    odd.append({**base, "eventID": str(uuid.uuid4()), "userIdentity": None, "resources": None,
+                "eventTime": "2026-11-26T05:00:09.999Z"})
+    return odd
+
+
+def test_rows_read_back_from_the_engine_as_the_same_records_inserted_by_name(
+        store: Store) -> None:
+    # The reference: the records as JSONEachRow objects, matched by field name.
+    normalizer = AuditEventNormalizer("test", "region-1")
+    body = orjson.dumps(event_list(*sample_events()))
+    records, _ = normalizer.normalize_list(orjson.loads(body))
+    records += _odd_records()
+    decoded = decode_event_list(AuditEventNormalizer("test", "region-1"), body)
+    assert decoded is not None
+    fast_rows = decoded[1]  # the audit fast path's rows, request bodies kept raw
+    ensure_catalog(store)
+    for name in ("rows_by_name", "rows_by_position", "rows_fast"):
+        ensure_table(store, TableSpec(store.database, name, 3653))
+    store.insert_json_each_row("rows_by_name", b"\n".join(orjson.dumps(r) for r in records))
+    insert_rows(store, "rows_by_position", [encode_row(r) for r in records])
+    insert_rows(store, "rows_fast", [encode_values(row) for row in fast_rows])
+
+    def read(table: str, where: str = "1") -> list[bytes]:
+        return store.raw(f"SELECT * EXCEPT ingestTime, lookupUsername FROM trail.{table} "
+                         f"WHERE {where} ORDER BY eventID").splitlines()
+
+    assert len(read("rows_by_name")) == len(records)
+    assert read("rows_by_position") == read("rows_by_name")
+    sample_ids = ", ".join(f"'{row[0]}'" for row in fast_rows)
+    assert read("rows_fast") == read("rows_by_name", f"eventID IN ({sample_ids})")

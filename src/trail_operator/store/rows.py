@@ -50,6 +50,13 @@ def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
     store.insert_json(table, b"\n".join(rows), columns=ROW_COLUMNS, compact=True)
 
 
+# INSERTs one batch may take to isolate refused rows: ~2 log2(n) per refused row,
+# so a few rows in a batch of 30,000. When nearly every row is refused the table
+# itself is at fault (e.g. a column of another type): the batch fails as a whole
+# and is retried, instead of being set aside row by row.
+ISOLATING_INSERTS: Final = 64
+
+
 def insert_rows_isolating(store: Store, table: str, rows: list[bytes]) -> list[tuple[bytes, str]]:
     """Insert rows, setting aside those the engine refuses as data.
 
@@ -57,17 +64,23 @@ def insert_rows_isolating(store: Store, table: str, rows: list[bytes]) -> list[t
     batch would fail forever and stop ingest behind it. So a batch refused for
     its data is halved until the refused rows stand alone: every other row is
     stored, and the refused ones are returned with the engine's message. Any
-    other failure (the store unreachable, out of memory) raises as before; rows
-    of halves stored by then are stored again on the retry, which the tables
-    collapse by eventID.
+    other failure (the store unreachable, out of memory), or more refusals than
+    `ISOLATING_INSERTS` can isolate, raises; rows of halves stored by then are
+    stored again on the retry, which the tables collapse by eventID.
     """
     refused: list[tuple[bytes, str]] = []
     pending = [rows]
+    inserts = 0
     while pending:
         part = pending.pop()
+        inserts += 1
         try:
             insert_rows(store, table, part)
         except StoreDataError as exc:
+            if inserts >= ISOLATING_INSERTS:
+                raise StoreDataError(
+                    f"too many rows refused to set them aside one by one; the batch is "
+                    f"retried as a whole. The store said: {exc}") from exc
             if len(part) == 1:
                 refused.append((part[0], str(exc)))
             else:
