@@ -95,27 +95,33 @@ def _rows_with_bad_times(count: int, bad: set[int]) -> list[bytes]:
     return rows
 
 
+@pytest.mark.parametrize(("count", "bad"), [
+    (200, (3, 41, 77, 120, 199)),  # scattered
+    (2000, tuple(range(900, 940))),  # side by side, as one bad call's events lie
+], ids=["scattered", "a-run"])
 def test_rows_the_engine_refuses_are_set_aside_and_every_other_row_is_stored(
-        store: Store) -> None:
+        store: Store, count: int, bad: tuple[int, ...]) -> None:
+    table = f"rows_isolating_{count}"
     ensure_catalog(store)
-    ensure_table(store, TableSpec(store.database, "rows_isolating", 30))
-    rows = _rows_with_bad_times(50, bad={3, 41})
+    ensure_table(store, TableSpec(store.database, table, 30))
+    rows = _rows_with_bad_times(count, bad=set(bad))
     with pytest.raises(StoreDataError, match="CANNOT_PARSE"):
-        insert_rows(store, "rows_isolating", rows)  # one INSERT fails whole
-    refused = insert_rows_isolating(store, "rows_isolating", rows)
-    assert [row for row, _ in refused] == [rows[3], rows[41]]
+        insert_rows(store, table, rows)  # one INSERT fails whole
+    refused = insert_rows_isolating(store, table, rows)
+    assert [row for row, _ in refused] == [rows[i] for i in bad]
     assert all("eventTime" in reason for _, reason in refused)
-    stored = store.rows("SELECT count(), uniqExact(eventID) FROM trail.rows_isolating")[0]
-    assert stored == (48, 48)
+    stored = store.rows(f"SELECT count(), uniqExact(eventID) FROM trail.{table}")[0]
+    assert stored == (count - len(bad), count - len(bad))
 
 
 def test_a_batch_whose_rows_are_nearly_all_refused_fails_whole_instead_of_row_by_row(
         store: Store) -> None:
     ensure_catalog(store)
     ensure_table(store, TableSpec(store.database, "rows_all_refused", 30))
-    rows = _rows_with_bad_times(40, bad=set(range(40)))
+    rows = _rows_with_bad_times(300, bad=set(range(300)))
     with pytest.raises(StoreDataError, match="retried as a whole"):
         insert_rows_isolating(store, "rows_all_refused", rows)
+    assert store.rows("SELECT count() FROM trail.rows_all_refused")[0][0] == 0
 
 
 def _odd_records() -> list[dict[str, object]]:

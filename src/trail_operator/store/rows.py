@@ -50,11 +50,12 @@ def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
     store.insert_json(table, b"\n".join(rows), columns=ROW_COLUMNS, compact=True)
 
 
-# INSERTs one batch may take to isolate refused rows: ~2 log2(n) per refused row,
-# so a few rows in a batch of 30,000. When nearly every row is refused the table
-# itself is at fault (e.g. a column of another type): the batch fails as a whole
-# and is retried, instead of being set aside row by row.
-ISOLATING_INSERTS: Final = 64
+# INSERTs one batch may take to isolate refused rows: ~2 log2(n) per scattered
+# refused row and ~2 per row of a run of them (one bad call's events lie side by
+# side), so ~8 scattered rows or a run of ~100 in a batch of 30,000. Past that the
+# batch fails as a whole and is retried: so many refusals mean the table itself
+# is at fault (e.g. a column of another type), and its rows must not be set aside.
+ISOLATING_INSERTS: Final = 256
 
 
 def insert_rows_isolating(store: Store, table: str, rows: list[bytes]) -> list[tuple[bytes, str]]:
@@ -79,7 +80,7 @@ def insert_rows_isolating(store: Store, table: str, rows: list[bytes]) -> list[t
         except StoreDataError as exc:
             if inserts >= ISOLATING_INSERTS:
                 raise StoreDataError(
-                    f"too many rows refused to set them aside one by one; the batch is "
+                    f"{len(refused) + 1} or more of {len(rows)} rows refused; the batch is "
                     f"retried as a whole. The store said: {exc}") from exc
             if len(part) == 1:
                 refused.append((part[0], str(exc)))
