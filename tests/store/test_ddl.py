@@ -90,20 +90,28 @@ def test_the_embedded_engine_runs_merges_at_a_lower_cpu_priority(store: Store) -
     assert nice == [("10",)]
 
 
-def test_a_table_made_with_narrower_merges_is_given_the_wider_ones(store: Store) -> None:
+def test_a_table_made_by_an_earlier_version_is_given_the_merge_and_part_settings(
+        store: Store) -> None:
     spec = TableSpec(store.database, table_name_for("ddl", "merges"), 30)
-    earlier = build_table_ddl(spec).replace(", merge_selector_base = 10", "")
+    earlier = (build_table_ddl(spec).replace(", merge_selector_base = 10", "")
+               .replace(", min_bytes_for_wide_part = 33554432", ""))
     assert "merge_selector_base" not in earlier
+    assert "min_bytes_for_wide_part" not in earlier
     store.command(earlier)
-    assert ensure_table(store, spec) == ["set merge_selector_base"]
+    assert ensure_table(store, spec) == ["set merge_selector_base, min_bytes_for_wide_part"]
     assert ensure_table(store, spec) == []
     ddl = current_ddl(store, spec)
     assert ddl is not None
     assert "merge_selector_base = 10" in ddl
+    assert "min_bytes_for_wide_part = 33554432" in ddl
 
 
 def test_a_setting_is_stale_unless_its_exact_value_is_set() -> None:
-    assert stale_settings("SETTINGS index_granularity = 8192, merge_selector_base = 10") == []
-    assert stale_settings("SETTINGS merge_selector_base = 100") == ["merge_selector_base"]
-    assert stale_settings("SETTINGS merge_selector_base = 10.5") == ["merge_selector_base"]
-    assert stale_settings("SETTINGS index_granularity = 8192") == ["merge_selector_base"]
+    current = "merge_selector_base = 10, min_bytes_for_wide_part = 33554432"
+    assert stale_settings(f"SETTINGS index_granularity = 8192, {current}") == []
+    assert stale_settings("SETTINGS merge_selector_base = 100, min_bytes_for_wide_part = 33554432"
+                          ) == ["merge_selector_base"]
+    assert stale_settings("SETTINGS merge_selector_base = 10.5") == [
+        "merge_selector_base", "min_bytes_for_wide_part"]
+    assert stale_settings("SETTINGS index_granularity = 8192, merge_selector_base = 10") == [
+        "min_bytes_for_wide_part"]

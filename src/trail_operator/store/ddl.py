@@ -116,11 +116,18 @@ TABLE_SETTINGS: tuple[tuple[str, str], ...] = (
     # selector still lowers the base for older parts and for many small ones,
     # so parts settle as before once a burst ends (12-13 after a 10M-event fill).
     ("merge_selector_base", "10"),
+    # Parts from the gateway's inserts (up to ~30,000 rows, ~22 MB uncompressed)
+    # stay compact, 14 files, instead of wide, 210 files (one or two per column
+    # stream) past the default 10 MB: 17,000-row inserts took 10.5-13.2 us of
+    # engine CPU per row instead of 16.1-18.4, and lookups over 20 such parts were
+    # no slower (p50 43 vs 47 ms, p90 95 vs 210). Merged parts, ~10 inserts each,
+    # are wide as before.
+    ("min_bytes_for_wide_part", "33554432"),
 )
 
 # Settings an existing table can take without being rebuilt; `ensure_table`
 # brings tables made by earlier versions to these values.
-ALTERABLE_SETTINGS: tuple[str, ...] = ("merge_selector_base",)
+ALTERABLE_SETTINGS: tuple[str, ...] = ("merge_selector_base", "min_bytes_for_wide_part")
 
 
 @dataclass(frozen=True)
