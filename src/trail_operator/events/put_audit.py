@@ -154,31 +154,31 @@ class ActivityEventNormalizer:
         return AcceptedEvent(event_id, self._record(event_id, event_data, event_time))
 
     def _record(self, event_id: str, data: dict[str, Any], event_time: str) -> Record:
-
-        identity = data.get("userIdentity") or {}
-        details = identity.get("details") if isinstance(identity, dict) else None
+        """The record of an event whose fields `_check_types` has checked."""
+        identity = data["userIdentity"]
+        details = identity.get("details")
         username = ""
         if isinstance(details, dict):
             username = str(details.get("username") or details.get("userName") or "")
-        principal = str(identity.get("principalId", "")) if isinstance(identity, dict) else ""
+        principal = str(identity.get("principalId", ""))
         return {
             "eventID": derived_event_id(self.channel, event_id),
             "eventTime": event_time,
-            "eventVersion": str(data.get("version") or EVENT_VERSION),
-            "eventSource": str(data.get("eventSource") or self.default_source),
+            "eventVersion": data.get("version") or EVENT_VERSION,
+            "eventSource": data.get("eventSource") or self.default_source,
             "eventName": data["eventName"],
             "eventType": TYPE_ACTIVITY_LOG,
             "eventCategory": CATEGORY_ACTIVITY,
             "readOnly": data.get("readOnly") is True,
             "managementEvent": False,
             "userIdentity": {
-                "type": str(identity.get("type", "")) if isinstance(identity, dict) else "",
+                "type": str(identity.get("type", "")),
                 "principalId": principal,
                 "username": username or principal,
             },
-            "sourceIPAddress": str(data.get("sourceIPAddress") or ""),
-            "userAgent": str(data.get("userAgent") or ""),
-            "requestID": str(data.get("UID") or event_id),
+            "sourceIPAddress": data.get("sourceIPAddress") or "",
+            "userAgent": data.get("userAgent") or "",
+            "requestID": data.get("UID") or event_id,
             "requestParameters": data.get("requestParameters"),
             "responseElements": data.get("responseElements"),
             "errorCode": data.get("errorCode"),
@@ -246,15 +246,10 @@ def _json_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _resources(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list):
-        return []
-    resources = []
-    for item in value:
-        if isinstance(item, dict):
-            resources.append({
-                "type": str(item.get("type") or item.get("resourceType") or ""),
-                "name": str(item.get("name") or item.get("resourceName") or ""),
-                "ARN": str(item.get("ARN") or item.get("arn") or ""),
-            })
-    return resources
+def _resources(value: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """Resources of a checked event (a list of objects, or none)."""
+    return [{
+        "type": str(item.get("type") or item.get("resourceType") or ""),
+        "name": str(item.get("name") or item.get("resourceName") or ""),
+        "ARN": str(item.get("ARN") or item.get("arn") or ""),
+    } for item in value or ()]

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.store.client import Store
@@ -43,6 +44,18 @@ def check_admission(count: int, pending: int, max_pending: int, closing: bool) -
     if pending + count > max_pending:
         raise OverloadedError(
             f"{pending} rows are waiting to be stored (limit {max_pending}); retry later")
+
+
+def report_refused(metrics: GatewayMetrics, table: str, refused: list[tuple[bytes, str]],
+                   kept_in: Path | None) -> None:
+    """Count and log rows the store refused for their data (`insert_rows_isolating`);
+    the log shows the first row itself when no file keeps them."""
+    metrics.refused_rows.labels(table).inc(len(refused))
+    row, reason = refused[0]
+    where = (f"they are kept in {kept_in}" if kept_in is not None
+             else f"the first is {row[:2000].decode('utf-8', 'replace')}")
+    log.error("store table %s refused %d rows for their data and the rest is stored; %s. "
+              "First reason: %s", table, len(refused), where, reason[:500])
 
 
 class RecentEventIds:
@@ -175,11 +188,7 @@ class InsertBatcher:
                         insert_rows_isolating, self.store, table, chunks)
                     self.metrics.inserted.labels(table).inc(len(chunks) - len(refused))
                     if refused:  # no spool to keep them in: the log keeps one
-                        self.metrics.refused_rows.labels(table).inc(len(refused))
-                        log.error("store table %s refused %d rows for their data; the rest "
-                                  "is stored. First reason: %s; row: %s", table, len(refused),
-                                  refused[0][1][:500], refused[0][0][:2000].decode(
-                                      "utf-8", "replace"))
+                        report_refused(self.metrics, table, refused, kept_in=None)
                 except Exception as exc:  # any failure must fail the waiters, not the loop
                     failed[table] = str(exc)
                     self.metrics.insert_failures.labels(table).inc()

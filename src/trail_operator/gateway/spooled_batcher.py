@@ -31,7 +31,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trail_operator.gateway.batching import InsertFailedError, RecentEventIds, check_admission
+from trail_operator.gateway.batching import (
+    InsertFailedError,
+    RecentEventIds,
+    check_admission,
+    report_refused,
+)
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.spool import Segment, Spool
 from trail_operator.store.client import Store
@@ -238,11 +243,7 @@ class SpooledBatcher:
             self.metrics.queue_depth.set(self.pending_rows)
 
     def _set_aside(self, table: str, refused: list[tuple[bytes, str]]) -> None:
-        path = self.spool.set_aside(table, refused)
-        self.metrics.refused_rows.labels(table).inc(len(refused))
-        log.error("store table %s refused %d rows for their data; they are kept in %s "
-                  "and the rest is stored. First reason: %s",
-                  table, len(refused), path, refused[0][1][:500])
+        report_refused(self.metrics, table, refused, kept_in=self.spool.set_aside(table, refused))
 
     async def _insert(self, segment: Segment) -> bool:
         """Insert what is left of a segment, table by table; True when all is stored."""
