@@ -58,3 +58,11 @@ def test_read_only_is_true_only_when_the_sender_says_true() -> None:
     accepted, _ = _normalizer().normalize([
         _entry("yes", readOnly=True), _entry("no", readOnly=False), _entry("unsaid")])
     assert [event.record["readOnly"] for event in accepted] == [True, False, False]
+
+
+def test_a_null_identity_field_is_stored_empty_not_as_the_word_none() -> None:
+    accepted, failed = _normalizer().normalize([
+        _entry("null", userIdentity={"type": None, "principalId": None})])
+    assert not failed
+    identity = accepted[0].record["userIdentity"]
+    assert (identity["type"], identity["principalId"], identity["username"]) == ("", "", "")

@@ -160,7 +160,7 @@ class ActivityEventNormalizer:
         username = ""
         if isinstance(details, dict):
             username = str(details.get("username") or details.get("userName") or "")
-        principal = str(identity.get("principalId", ""))
+        principal = identity.get("principalId") or ""
         return {
             "eventID": derived_event_id(self.channel, event_id),
             "eventTime": event_time,
@@ -172,7 +172,7 @@ class ActivityEventNormalizer:
             "readOnly": data.get("readOnly") is True,
             "managementEvent": False,
             "userIdentity": {
-                "type": str(identity.get("type", "")),
+                "type": identity.get("type") or "",
                 "principalId": principal,
                 "username": username or principal,
             },
