@@ -120,8 +120,8 @@ def event_lists(events: list[dict[str, Any]], size: int) -> list[bytes]:
 
 
 def event_list_bodies(count: int, size: int, first: int = 0) -> list[bytes]:
-    """EventList bodies of `size` events for events `first` on; only the bodies are kept
-    (the events of a million, as dicts, took ~8 GB)."""
+    """EventList bodies of `size` events for events `first` on, made a body at a time:
+    only the bodies are kept, never a million events as dicts."""
     return [body for start in range(first, first + count, size)
             for body in event_lists(realistic_events(min(size, first + count - start), start),
                                     size)]
