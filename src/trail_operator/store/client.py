@@ -33,6 +33,12 @@ JSON_INSERT_SETTINGS: Mapping[str, Any] = {
     # Collapsing retried copies at insert costs ~25% of insert time; merges and
     # the readers' eventID checks collapse them anyway.
     "optimize_on_insert": 0,
+    # Parallel parsing first scans the whole input to cut it into chunks, then
+    # parses the chunks on other threads: the scan is extra work. Off, a
+    # 30,000-row insert of audit rows took a median 18% less engine CPU (14
+    # interleaved rounds) in the same wall time on 2 cores; the gateway runs two
+    # inserts at once anyway.
+    "input_format_parallel_parsing": 0,
 }
 
 JSON_OUTPUT_SETTINGS: Mapping[str, Any] = {
