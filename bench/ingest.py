@@ -11,7 +11,11 @@ Issue 3's figures, measured in one run on the same engine:
       runs this long pay for the merges of their own parts, which shorter ones never
       reached;
   (b) the store's own limit: the same routed records inserted straight into the same
-      engine with INSERT ... FORMAT JSONEachRow, in batches as large as the gateway's;
+      engine with INSERT ... FORMAT JSONEachRow, in batches as large as the gateway's.
+      Each (a) phase is compared with the (b) phase of its own events, run just
+      before it: the shared machine's speed drifts by half over minutes, and (b)
+      used to run a minute after the last (a) phase. (b) has an engine data path
+      of its own, so the merges of (a)'s parts do not run in its time;
   (c) latency from POST to the record being queryable at a steady 1,000 events/s,
       p50 and p99: a gateway in a child process next to a poller that queries the
       store for the last event of each call every 10 ms (the poll interval and the
@@ -137,16 +141,18 @@ def phase_setup(dsn: str) -> None:
 
     store = Store(dsn, "trail")
     ensure_catalog(store)
-    for entry in store_entries() + store_entries("_direct"):
+    for entry in store_entries():
         ensure_table(store, TableSpec("trail", entry.table, entry.retention_days))
-        if not entry.uid.endswith("_direct"):
-            upsert_entry(store, entry)
+        upsert_entry(store, entry)
 
 
-def phase_direct(dsn: str, count: int) -> None:
-    """(b): route and serialize before the clock starts, then time only the inserts."""
+def phase_direct(dsn: str, count: int, first: int) -> None:
+    """(b) for events `first` to `first + count - 1`: route and serialize before the
+    clock starts, then time only the inserts."""
     from trail_operator.gateway.config import GatewayConfig
     from trail_operator.store.client import Store
+    from trail_operator.store.ddl import TableSpec
+    from trail_operator.store.tables import ensure_table
 
     normalizer = AuditEventNormalizer("bench", "bench-1")
     routes, _ = build_routes(store_entries("_direct"))
@@ -155,7 +161,7 @@ def phase_direct(dsn: str, count: int) -> None:
     batch = GatewayConfig.spool_max_rows
     pending: dict[str, list[bytes]] = {}
     chunks: list[tuple[str, bytes]] = []
-    for body in event_list_bodies(count, 1000):
+    for body in event_list_bodies(count, 1000, first):
         records, _ = normalizer.normalize_list(orjson.loads(body))
         for record in records:
             data = orjson.dumps(record)
@@ -169,11 +175,14 @@ def phase_direct(dsn: str, count: int) -> None:
                     lines.clear()
     chunks += [(table, b"\n".join(lines)) for table, lines in pending.items() if lines]
     store = Store(dsn, "trail")
+    for entry in store_entries("_direct"):
+        ensure_table(store, TableSpec("trail", entry.table, entry.retention_days))
     start = time.perf_counter()
     for table, chunk in chunks:
         store.insert_json_each_row(table, chunk)
     elapsed = time.perf_counter() - start
-    counts = {table: store.rows(f"SELECT count() FROM trail.`{table}`")[0][0] for table in pending}
+    counts = {entry.table: store.rows(f"SELECT count() FROM trail.`{entry.table}`")[0][0]
+              for entry in store_entries("_direct")}
     print(orjson.dumps({"events": count, "seconds": elapsed, "counts": counts}).decode())
 
 
@@ -417,13 +426,14 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--spool")
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--profile", help="write py-spy collapsed stacks of the gateway here")
     args = parser.parse_args()
     if args.phase == "setup":
         return phase_setup(args.dsn)
     if args.phase == "direct":
-        return phase_direct(args.dsn, args.events)
+        return phase_direct(args.dsn, args.events, args.first)
     if args.phase == "count":
         return phase_count(args.dsn)
     if args.phase == "latency":
@@ -431,94 +441,69 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="trail-ingest-") as tmp:
         dsn = f"chdb://{tmp}/ch"
+        # (b) has an engine data path of its own: on the gateway's, the merges of
+        # (a)'s parts would still be running in (b)'s time.
+        direct_dsn = f"chdb://{tmp}/direct"
         child("setup", dsn)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
         spool = f"{tmp}/spool"
-        env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
-               "TRAIL_GATEWAY_AUDIT_TOKEN": TOKEN, "TRAIL_CLUSTER_NAME": "bench",
-               "TRAIL_GATEWAY_SPOOL_DIR": spool, "KUBECONFIG": "/nonexistent"}
-        command = [sys.executable, "-m", "trail_operator.cli.main", "gateway"]
-        if args.profile:
-            # py-spy's collapsed stacks of the gateway, to find what to make faster.
-            command = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                       "-o", args.profile, "--", *command]
-        gateway = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-        try:
-            wait_ready(url)
-            half = args.events // 2
-            rest = args.events - half
-            bodies_100 = event_list_bodies(half, 100)
-            bodies_1000 = event_list_bodies(rest, 1000, first=half)
-            parse_us = isolated_parse_us(bodies_100[:200])
-            gateway_pid = profiled_pid(gateway.pid) if args.profile else gateway.pid
-            start_cpu = thread_cpu(gateway_pid)
-            start_sender = process_cpu(os.getpid())
-            start_machine = machine_cpu()
-            answered_100, seconds_100 = asyncio.run(post_all(url, bodies_100, args.concurrency))
-            between_cpu = thread_cpu(gateway_pid)
-            answered_1000, seconds_1000 = asyncio.run(
-                post_all(url, bodies_1000, args.concurrency))
-            end_cpu = thread_cpu(gateway_pid)
-            sender_seconds = process_cpu(os.getpid()) - start_sender
-            machine_busy, machine_all = (
-                end - start for end, start in zip(machine_cpu(), start_machine, strict=True))
-        finally:
-            gateway.send_signal(signal.SIGINT)
-            try:
-                gateway.wait(30)
-            except subprocess.TimeoutExpired:
-                gateway.kill()
+        half = args.events // 2
+        rest = args.events - half
+        bodies_100 = event_list_bodies(half, 100)
+        bodies_1000 = event_list_bodies(rest, 1000, first=half)
+        parse_us = isolated_parse_us(bodies_100[:200])
+        # Each (a) phase runs right after the (b) phase of the same events, so both
+        # meet the shared machine in the same mood; the gateway is stopped meanwhile.
+        phases = {}
+        for size, bodies, count, first in (("100", bodies_100, half, 0),
+                                           ("1000", bodies_1000, rest, half)):
+            direct = orjson.loads(child("direct", direct_dsn, "--events", str(count),
+                                        "--first", str(first)))
+            profile = f"{args.profile}.{size}" if args.profile else None
+            phases[size] = {"direct": direct, **run_gateway_phase(
+                dsn, spool, bodies, count, args.concurrency, profile)}
         stored = orjson.loads(child("count", dsn))
-        direct = orjson.loads(child("direct", dsn, "--events", str(args.events)))
         steady = orjson.loads(child("latency", dsn, "--spool", spool))
-
-    # Where the gateway's CPU went, per event. Merges run behind the inserts, so
-    # the second phase also pays for merging the first one's parts.
-    cpu_100 = cpu_per_event(start_cpu, between_cpu, half)
-    cpu_1000 = cpu_per_event(between_cpu, end_cpu, rest)
-    rate_100 = half / seconds_100
-    rate_1000 = rest / seconds_1000
-    rate_direct = direct["events"] / direct["seconds"]
     latencies = sorted(steady["queryable"])
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     acks = sorted(steady["acknowledged"])
-    expected = {f"bench_{name}": count for name, count in
-                ((k.removeprefix("bench_").removesuffix("_direct"), v)
-                 for k, v in direct["counts"].items())}
+    direct_counts = phases["1000"]["direct"]["counts"]  # both (b) phases' rows
     print(f"rows stored by the gateway: {stored}")
-    print(f"rows of the same events inserted directly: {direct['counts']}")
-    for table, count in expected.items():
-        if stored[table] != count:
-            raise SystemExit(f"the gateway stored {stored[table]} rows in {table};"
+    print(f"rows of the same events inserted directly: {direct_counts}")
+    for table, count in direct_counts.items():
+        ours = table.removesuffix("_direct")
+        if stored[ours] != count:
+            raise SystemExit(f"the gateway stored {stored[ours]} rows in {ours};"
                              f" the same events inserted directly make {count}")
     print(f"parse path alone, in an idle process: {parse_us:.1f} us per event")
-    for size, count, answered, stored_s in (("100", half, answered_100, seconds_100),
-                                            ("1000", rest, answered_1000, seconds_1000)):
-        print(f"lists of {size}: {count:,} events answered in {answered:.2f} s"
-              f" ({count / answered:,.0f} events/s), all stored {stored_s - answered:.2f} s later")
-    print(f"while posting: the load generator used {sender_seconds / args.events * 1e6:.1f} us"
-          f" of CPU per event; the machine's cores were {machine_busy / machine_all:.0%} busy")
-    for size, split in (("100", cpu_100), ("1000", cpu_1000)):
-        print(f"gateway CPU per event, lists of {size}: " + ", ".join(
-            f"{kind} {value:.1f} us" for kind, value in split.items()))
+    figures: dict[str, dict[str, Any]] = {}
+    for size, count in (("100", half), ("1000", rest)):
+        phase = phases[size]
+        rate = count / phase["seconds"]
+        direct_rate = phase["direct"]["events"] / phase["direct"]["seconds"]
+        print(f"lists of {size}: {count:,} events answered in {phase['answered']:.2f} s"
+              f" ({count / phase['answered']:,.0f} events/s), all stored"
+              f" {phase['seconds'] - phase['answered']:.2f} s later; the same events"
+              f" inserted directly just before: {direct_rate:,.0f} events/s")
+        print(f"  while posting: the load generator used {phase['sender_us']:.1f} us of CPU"
+              f" per event; the machine's cores were {phase['machine_busy']:.0%} busy")
+        print("  gateway CPU per event: " + ", ".join(
+            f"{kind} {value:.1f} us" for kind, value in phase["cpu"].items()))
+        figures |= {
+            f"a_end_to_end_batches_of_{size}": {"value": rate, "unit": "events/s",
+                                                "limit": 30000, "ratio": rate / 30000},
+            f"b_engine_direct_insert_beside_batches_of_{size}": {"value": direct_rate,
+                                                                 "unit": "events/s"},
+            f"a_over_b_batches_of_{size}": {"value": rate / direct_rate, "unit": "ratio",
+                                            "limit": 0.5, "ratio": rate / direct_rate / 0.5},
+            f"answered_batches_of_{size}": {"value": count / phase["answered"],
+                                            "unit": "events/s"},
+            f"gateway_cpu_per_event_batches_of_{size}": {"value": phase["cpu"]["total"],
+                                                         "unit": "us"},
+        }
     report("ingest: one gateway process, 3 stores, chDB", {
-        "a_end_to_end_batches_of_100": {"value": rate_100, "unit": "events/s",
-                                        "limit": 30000, "ratio": rate_100 / 30000},
-        "a_end_to_end_batches_of_1000": {"value": rate_1000, "unit": "events/s",
-                                         "limit": 30000, "ratio": rate_1000 / 30000},
-        "b_engine_direct_insert": {"value": rate_direct, "unit": "events/s"},
-        "answered_batches_of_100": {"value": half / answered_100, "unit": "events/s"},
-        "answered_batches_of_1000": {"value": rest / answered_1000, "unit": "events/s"},
+        **figures,
         "parse_path_alone_per_event": {"value": parse_us, "unit": "us"},
-        "gateway_cpu_per_event_batches_of_100": {"value": cpu_100["total"], "unit": "us"},
-        "gateway_cpu_per_event_batches_of_1000": {"value": cpu_1000["total"], "unit": "us"},
-        "a_over_b_batches_of_1000": {"value": rate_1000 / rate_direct, "unit": "ratio",
-                                     "limit": 0.5, "ratio": rate_1000 / rate_direct / 0.5},
-        "a_over_b_batches_of_100": {"value": rate_100 / rate_direct, "unit": "ratio",
-                                    "limit": 0.5, "ratio": rate_100 / rate_direct / 0.5},
         "c_latency_p50_at_1000_per_s": {"value": p50, "unit": "s"},
         "c_latency_p99_at_1000_per_s": {"value": p99, "unit": "s", "limit": 2.0,
                                         "ratio": p99 / 2.0},
@@ -527,6 +512,43 @@ def main() -> None:
                                                 "unit": "s"},
     })
 
+
+def run_gateway_phase(dsn: str, spool: str, bodies: list[bytes], events: int,
+                      concurrency: int, profile: str | None) -> dict[str, Any]:
+    """(a) for these bodies: a fresh gateway process, posted to until every row is
+    stored, then stopped. Seconds to the last answer and until stored, and the CPU
+    the gateway, the load generator and the machine used meanwhile."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
+           "TRAIL_GATEWAY_AUDIT_TOKEN": TOKEN, "TRAIL_CLUSTER_NAME": "bench",
+           "TRAIL_GATEWAY_SPOOL_DIR": spool, "KUBECONFIG": "/nonexistent"}
+    command = [sys.executable, "-m", "trail_operator.cli.main", "gateway"]
+    if profile:
+        # py-spy's collapsed stacks of the gateway, to find what to make faster.
+        command = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                   "-o", profile, "--", *command]
+    gateway = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        wait_ready(url)
+        pid = profiled_pid(gateway.pid) if profile else gateway.pid
+        start_cpu = thread_cpu(pid)
+        start_sender = process_cpu(os.getpid())
+        start_machine = machine_cpu()
+        answered, seconds = asyncio.run(post_all(url, bodies, concurrency))
+        cpu = cpu_per_event(start_cpu, thread_cpu(pid), events)
+        sender = process_cpu(os.getpid()) - start_sender
+        busy, total = (end - start for end, start in
+                       zip(machine_cpu(), start_machine, strict=True))
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        try:
+            gateway.wait(30)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+    return {"answered": answered, "seconds": seconds, "cpu": cpu,
+            "sender_us": sender / events * 1e6, "machine_busy": busy / total}
 
 if __name__ == "__main__":
     main()
