@@ -830,6 +830,25 @@ def test_upper_case_audit_id_is_lower_cased_for_the_event_id(
     assert record["requestID"] == audit_id
 
 
+@pytest.mark.parametrize("audit_id", [
+    "00000000-0000-0000-0000-00000000000g",  # a letter past f
+    "00000000-0000-0000-0000-00000000000 ",  # a space for the last digit
+    "000000 0-0000-0000-0000-000000000000",  # a space among the digits
+    "00000000-0000-0000-0000-0000000000-0",  # a hyphen out of place
+    "+0000000-0000-0000-0000-000000000000",
+    "00000000-0000-0000-0000-0000000000\u0660\u0661",  # digits, but not ASCII ones
+    "000000000000000000000000000000000000",
+])
+def test_audit_id_shaped_almost_like_a_uuid_gets_a_derived_event_id(
+    normalizer: AuditEventNormalizer, audit_id: str,
+) -> None:
+    record = record_of(normalizer, {**WATCH_PODS, "auditID": audit_id})
+
+    assert record["eventID"] != audit_id.lower()
+    assert str(uuid.UUID(record["eventID"])) == record["eventID"]
+    assert record["requestID"] == audit_id
+
+
 # -- batches and bad input ---------------------------------------------------------------
 
 
