@@ -428,7 +428,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--profile", help="write py-spy collapsed stacks of the gateway here")
+    parser.add_argument("--profile", help="write py-spy collapsed stacks of the gateway to"
+                        " PROFILE.100 and PROFILE.1000")
     args = parser.parse_args()
     if args.phase == "setup":
         return phase_setup(args.dsn)
@@ -452,7 +453,8 @@ def main() -> None:
         bodies_1000 = event_list_bodies(rest, 1000, first=half)
         parse_us = isolated_parse_us(bodies_100[:200])
         # Each (a) phase runs right after the (b) phase of the same events, so both
-        # meet the shared machine in the same mood; the gateway is stopped meanwhile.
+        # meet the shared machine in the same mood; each has a gateway process of its
+        # own, stopped before the next (b) phase (chDB serves a path to one process).
         phases = {}
         for size, bodies, count, first in (("100", bodies_100, half, 0),
                                            ("1000", bodies_1000, rest, half)):
@@ -477,6 +479,8 @@ def main() -> None:
                              f" the same events inserted directly make {count}")
     print(f"parse path alone, in an idle process: {parse_us:.1f} us per event")
     figures: dict[str, dict[str, Any]] = {}
+    # Merges run behind the inserts, and a restarted gateway takes up those left
+    # unfinished: the second phase also pays for merging the first one's parts.
     for size, count in (("100", half), ("1000", rest)):
         phase = phases[size]
         rate = count / phase["seconds"]
