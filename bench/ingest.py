@@ -420,6 +420,51 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise RuntimeError("gateway not ready")
 
 
+def run_gateway_phase(dsn: str, spool: str, bodies: list[bytes], events: int,
+                      concurrency: int, profile: str | None) -> dict[str, Any]:
+    """(a) for these bodies: a fresh gateway process, posted to until every row is
+    stored, then stopped. Seconds to the last answer and until stored, and the CPU
+    the gateway, the load generator and the machine used meanwhile."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
+           "TRAIL_GATEWAY_AUDIT_TOKEN": TOKEN, "TRAIL_CLUSTER_NAME": "bench",
+           "TRAIL_GATEWAY_SPOOL_DIR": spool, "KUBECONFIG": "/nonexistent"}
+    command = [sys.executable, "-m", "trail_operator.cli.main", "gateway"]
+    if profile:
+        # py-spy's collapsed stacks of the gateway, to find what to make faster.
+        command = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                   "-o", profile, "--", *command]
+    # Its log goes to a file: a pipe nobody reads would stall it once full.
+    log_path = Path(spool).parent / "gateway.log"
+    with log_path.open("ab") as log:
+        gateway = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        try:
+            wait_ready(url)
+        except RuntimeError:
+            raise RuntimeError(f"gateway not ready; its log ends: "
+                               f"{log_path.read_bytes()[-2000:].decode(errors='replace')}"
+                               ) from None
+        pid = profiled_pid(gateway.pid) if profile else gateway.pid
+        start_cpu = thread_cpu(pid)
+        start_sender = process_cpu(os.getpid())
+        start_machine = machine_cpu()
+        answered, seconds = asyncio.run(post_all(url, bodies, concurrency))
+        cpu = cpu_per_event(start_cpu, thread_cpu(pid), events)
+        sender = process_cpu(os.getpid()) - start_sender
+        busy, total = (end - start for end, start in
+                       zip(machine_cpu(), start_machine, strict=True))
+    finally:
+        gateway.send_signal(signal.SIGINT)
+        try:
+            gateway.wait(30)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+    return {"answered": answered, "seconds": seconds, "cpu": cpu,
+            "sender_us": sender / events * 1e6, "machine_busy": busy / total}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phase", default="main")
@@ -516,43 +561,6 @@ def main() -> None:
                                                 "unit": "s"},
     })
 
-
-def run_gateway_phase(dsn: str, spool: str, bodies: list[bytes], events: int,
-                      concurrency: int, profile: str | None) -> dict[str, Any]:
-    """(a) for these bodies: a fresh gateway process, posted to until every row is
-    stored, then stopped. Seconds to the last answer and until stored, and the CPU
-    the gateway, the load generator and the machine used meanwhile."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TRAIL_STORE_DSN": dsn, "TRAIL_GATEWAY_PORT": str(port),
-           "TRAIL_GATEWAY_AUDIT_TOKEN": TOKEN, "TRAIL_CLUSTER_NAME": "bench",
-           "TRAIL_GATEWAY_SPOOL_DIR": spool, "KUBECONFIG": "/nonexistent"}
-    command = [sys.executable, "-m", "trail_operator.cli.main", "gateway"]
-    if profile:
-        # py-spy's collapsed stacks of the gateway, to find what to make faster.
-        command = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                   "-o", profile, "--", *command]
-    gateway = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    try:
-        wait_ready(url)
-        pid = profiled_pid(gateway.pid) if profile else gateway.pid
-        start_cpu = thread_cpu(pid)
-        start_sender = process_cpu(os.getpid())
-        start_machine = machine_cpu()
-        answered, seconds = asyncio.run(post_all(url, bodies, concurrency))
-        cpu = cpu_per_event(start_cpu, thread_cpu(pid), events)
-        sender = process_cpu(os.getpid()) - start_sender
-        busy, total = (end - start for end, start in
-                       zip(machine_cpu(), start_machine, strict=True))
-    finally:
-        gateway.send_signal(signal.SIGINT)
-        try:
-            gateway.wait(30)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-    return {"answered": answered, "seconds": seconds, "cpu": cpu,
-            "sender_us": sender / events * 1e6, "machine_busy": busy / total}
 
 if __name__ == "__main__":
     main()
