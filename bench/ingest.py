@@ -11,7 +11,7 @@ Issue 3's figures, measured in one run on the same engine:
       runs this long pay for the merges of their own parts, which shorter ones never
       reached;
   (b) the store's own limit: the same routed records inserted straight into the same
-      engine with INSERT ... FORMAT JSONEachRow, in batches as large as the gateway's.
+      engine with INSERT ... FORMAT JSONEachRow, in batches of 30,000 rows a table.
       Each (a) phase is compared with the (b) phase of its own events, run just
       before it: the shared machine's speed drifts by half over minutes, and (b)
       used to run a minute after the last (a) phase. (b) has an engine data path
@@ -131,6 +131,13 @@ def event_list_bodies(count: int, size: int, first: int = 0) -> list[bytes]:
                                     size)]
 
 
+# (b)'s inserts: as large as they get while their parts stay compact (these rows
+# are ~740 bytes in the engine, and parts under 32 MiB are compact). A 60,000-row
+# insert of them made a wide part and took ~10% more CPU per row than two of
+# 30,000, so (b) does not take the gateway's segment size: a/b is not flattered.
+DIRECT_BATCH_ROWS = 30_000
+
+
 # -- child phases (own the chDB path while they run) -------------------------------
 
 def phase_setup(dsn: str) -> None:
@@ -149,16 +156,13 @@ def phase_setup(dsn: str) -> None:
 def phase_direct(dsn: str, count: int, first: int) -> None:
     """(b) for events `first` to `first + count - 1`: route and serialize before the
     clock starts, then time only the inserts."""
-    from trail_operator.gateway.config import GatewayConfig
     from trail_operator.store.client import Store
     from trail_operator.store.ddl import TableSpec
     from trail_operator.store.tables import ensure_table
 
     normalizer = AuditEventNormalizer("bench", "bench-1")
     routes, _ = build_routes(store_entries("_direct"))
-    # The gateway's largest insert: a whole spool segment for one table. Larger
-    # batches only make (b) faster, so a/b is not flattered.
-    batch = GatewayConfig.spool_max_rows
+    batch = DIRECT_BATCH_ROWS
     pending: dict[str, list[bytes]] = {}
     chunks: list[tuple[str, bytes]] = []
     for body in event_list_bodies(count, 1000, first):

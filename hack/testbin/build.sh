@@ -32,4 +32,4 @@ if [ ! -x "$out/etcd" ]; then
   ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$out/etcd"
 fi
 "$out/kube-apiserver" --version
-"$out/etcd" --version | head -1
+"$out/etcd" --version | sed -n 1p  # not head: pipefail would fail on its SIGPIPE

@@ -104,6 +104,27 @@ def test_a_pause_of_the_senders_seals_the_spool_once_the_minimum_rows_wait(
         wait_until(lambda: store.rows(count)[0][0] == 30, timeout=10)
 
 
+def test_a_busy_segment_gathers_past_the_linger_and_a_light_one_is_sealed_at_it(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-busy")
+    count = f"SELECT count() FROM trail.`{target.table}`"
+    # Pauses never seal here (the minimum is out of reach): only the lingers do.
+    with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=0.2,
+                         spool_max_linger=3.0, spool_busy_rows=20,
+                         spool_min_rows=1_000) as gw:
+        def post(events: int) -> None:
+            assert requests.post(f"{gw.url}/k8s-audit", json=event_list(events),
+                                 headers=gw.headers).status_code == 200
+
+        post(5)  # fewer than the busy rows: stored after the 0.2 s linger
+        wait_until(lambda: store.rows(count)[0][0] == 5, timeout=2.5)
+        post(30)  # busy: the segment stays open past the linger...
+        time.sleep(1.0)
+        assert store.rows(count)[0][0] == 5
+        # ...until the longer linger, 3 s after its first rows.
+        wait_until(lambda: store.rows(count)[0][0] == 35, timeout=10)
+
+
 def test_store_failure_turns_calls_away_with_503_and_spooled_rows_are_stored_once_back(
         store: Store, tmp_path: Path) -> None:
     target = entry(store, "spool-comeback")

@@ -212,7 +212,8 @@ def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Row | None:
         if not name and verb == "create" and not subresource:
             name = _metadata(response_object).name or _metadata(request_object).name
         if not uid and subresource in ("", "status", "scale"):
-            uid = _metadata(response_object).uid
+            # Most policies log no response bodies: skip reading metadata of none.
+            uid = _metadata(response_object).uid if response_object is not None else ""
             if not uid and status is not None:
                 details = status.details
                 if details is not None and details.name == name and details.uid is not None:

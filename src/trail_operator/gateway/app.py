@@ -71,6 +71,7 @@ class Gateway:
             self.batcher = SpooledBatcher(
                 self.store, self.metrics, Spool(self.config.spool_dir),
                 max_rows=self.config.spool_max_rows, linger=self.config.spool_linger,
+                max_linger=self.config.spool_max_linger, busy_rows=self.config.spool_busy_rows,
                 idle_seal=self.config.spool_idle_seal, min_rows=self.config.spool_min_rows,
                 max_pending_rows=self.config.max_pending_rows, is_routed=self._is_routed)
         else:

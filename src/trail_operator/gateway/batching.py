@@ -101,7 +101,7 @@ class InsertBatcher:
 
     def __init__(
         self, store: Store, metrics: GatewayMetrics, *, max_rows: int = 10_000,
-        linger: float = 0.01, max_pending_rows: int = 200_000, max_concurrent_flushes: int = 2,
+        linger: float = 0.01, max_pending_rows: int = 300_000, max_concurrent_flushes: int = 2,
         recent_ids: RecentEventIds | None = None,
     ) -> None:
         self.store = store

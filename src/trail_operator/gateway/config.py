@@ -26,7 +26,10 @@ class GatewayConfig:
     max_concurrent_flushes: int = 2
     # Seconds a batch may wait for more rows while the store is idle.
     batch_linger: float = 0.01
-    max_pending_rows: int = 200_000
+    # Rows accepted but not stored yet, past which calls are refused with 429: the
+    # gateway's memory bound (~1 KB a row). Room for the open spool segment and two
+    # being inserted, with some to spare.
+    max_pending_rows: int = 300_000
     routes_refresh_seconds: float = 1.0
     # With a spool directory, calls are acknowledged once their rows are in an
     # fsync'ed write-ahead log there, and inserted in batches of `spool_max_rows`
@@ -37,9 +40,15 @@ class GatewayConfig:
     spool_linger: float = 0.5
     # Rows of all tables per spool segment. Larger than `batch_max_rows`: a segment's
     # rows are split by table, and bigger parts mean fewer merges (at 10,000 the
-    # merges of a 200k-event burst cost ~10 us per event inside it; at 30,000 none
-    # started before the burst ended). At ~50,000 rows/s the linger seals first.
-    spool_max_rows: int = 30_000
+    # merges of a 200k-event burst cost ~10 us per event inside it). Below ~32 MB a
+    # table's part stays compact, which is cheaper to write.
+    spool_max_rows: int = 60_000
+    # A segment with `spool_busy_rows` or more at its linger is filling fast: it may
+    # stay open up to `spool_max_linger` seconds to reach `spool_max_rows`. Under
+    # heavy load merges of small parts cost the gateway a fifth of its CPU; at lighter
+    # loads rows stay queryable within the linger.
+    spool_max_linger: float = 1.5
+    spool_busy_rows: int = 10_000
     # ...or sooner, once the senders pause this long with this many rows spooled.
     spool_idle_seal: float = 0.05
     spool_min_rows: int = 1_000
@@ -64,7 +73,12 @@ class GatewayConfig:
                                                cls.max_concurrent_flushes)),
             spool_dir=path("TRAIL_GATEWAY_SPOOL_DIR"),
             spool_linger=float(env.get("TRAIL_GATEWAY_SPOOL_LINGER", cls.spool_linger)),
+            spool_max_linger=float(env.get("TRAIL_GATEWAY_SPOOL_MAX_LINGER",
+                                           cls.spool_max_linger)),
+            spool_busy_rows=int(env.get("TRAIL_GATEWAY_SPOOL_BUSY_ROWS", cls.spool_busy_rows)),
             spool_max_rows=int(env.get("TRAIL_GATEWAY_SPOOL_MAX_ROWS", cls.spool_max_rows)),
             spool_idle_seal=float(env.get("TRAIL_GATEWAY_SPOOL_IDLE_SEAL", cls.spool_idle_seal)),
             spool_min_rows=int(env.get("TRAIL_GATEWAY_SPOOL_MIN_ROWS", cls.spool_min_rows)),
+            max_pending_rows=int(env.get("TRAIL_GATEWAY_MAX_PENDING_ROWS",
+                                         cls.max_pending_rows)),
         )

@@ -6,8 +6,8 @@ inserts also mean more merges later. Acknowledging only after the INSERT ties
 the insert size to what the senders have in flight: 16 apiservers posting 100
 events each give inserts of ~500 rows, at ~6,000 events/s. With the log, a
 call is durable once its rows are appended and fsync'ed (one fsync serves
-every call that arrived meanwhile), and inserts gather ~30,000 rows or half
-a second of them, whichever comes first.
+every call that arrived meanwhile), and inserts gather up to 60,000 rows or
+half a second of them (up to 1.5 s under heavy load; see spooled_batcher.py).
 
 Layout: numbered segment files `<seq>.wal` in one directory. Each append is
 one frame:

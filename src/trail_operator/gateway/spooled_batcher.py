@@ -6,8 +6,11 @@ one answers once the rows are in the write-ahead log (`spool.Spool`), then
 inserts them ~`max_rows` or ~`linger` seconds at a time, whichever comes first,
 or sooner when the senders pause (nothing arrived for `idle_seal` seconds) and
 at least `min_rows` rows wait: rows of a burst's end are not held back waiting
-for more that are not coming. Senders see a few milliseconds (one fsync shared
-by every call that arrived meanwhile); the store sees few, large inserts.
+for more that are not coming. A segment that holds `busy_rows` at its linger is
+filling fast and may stay open up to `max_linger`: under heavy load, small parts
+would cost more in merges than the rest of the insert. Senders see a few
+milliseconds (one fsync shared by every call that arrived meanwhile); the store
+sees few, large inserts.
 
 Guarantees kept from the acknowledge-after-insert design:
 - Nothing acknowledged is lost: it is on disk before the answer, kept until
@@ -56,8 +59,9 @@ class _Group:
 
 class SpooledBatcher:
     def __init__(
-        self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 30_000,
-        linger: float = 0.5, max_pending_rows: int = 200_000, retry_seconds: float = 1.0,
+        self, store: Store, metrics: GatewayMetrics, spool: Spool, *, max_rows: int = 60_000,
+        linger: float = 0.5, max_linger: float = 1.5, busy_rows: int = 10_000,
+        max_pending_rows: int = 300_000, retry_seconds: float = 1.0,
         idle_seal: float = 0.05, min_rows: int = 1_000,
         inserters: int = 2, recent_ids: RecentEventIds | None = None,
         is_routed: Callable[[str], bool] = lambda table: True,
@@ -67,6 +71,8 @@ class SpooledBatcher:
         self.spool = spool
         self.max_rows = max_rows
         self.linger = linger
+        self.max_linger = max(linger, max_linger)
+        self.busy_rows = busy_rows
         # Early sealing when the senders pause; `min_rows` keeps parts from getting
         # small (ClickHouse advises inserts of at least ~1,000 rows).
         self.idle_seal = idle_seal
@@ -194,8 +200,9 @@ class SpooledBatcher:
                     future.set_result(None)
 
     async def _seal_forever(self) -> None:
-        """Seal the open segment once its first rows are `linger` seconds old, or
-        earlier once the senders pause with at least `min_rows` rows in it."""
+        """Seal the open segment once its first rows are `linger` seconds old (up to
+        `max_linger` when it is busy), or earlier once the senders pause with at
+        least `min_rows` rows in it."""
         while True:
             await self._open_rows_arrived.wait()
             self._open_rows_arrived.clear()
@@ -203,7 +210,14 @@ class SpooledBatcher:
             if opened is None:
                 continue
             deadline = opened + self.linger
-            while (left := deadline - time.monotonic()) > 0:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if deadline >= opened + self.max_linger or \
+                            self.spool.open_rows < self.busy_rows:
+                        break
+                    deadline = opened + self.max_linger  # busy: gather a larger part
+                    continue
                 await asyncio.sleep(min(left, self.idle_seal))
                 if self._open_since != opened or self._paused():
                     break

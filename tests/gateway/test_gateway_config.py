@@ -1,0 +1,28 @@
+"""The gateway's settings come from its environment, with documented defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trail_operator.gateway.config import GatewayConfig
+
+
+def test_spool_and_backlog_limits_are_read_from_the_environment() -> None:
+    config = GatewayConfig.from_env({
+        "TRAIL_GATEWAY_SPOOL_DIR": "/var/spool/trail",
+        "TRAIL_GATEWAY_SPOOL_MAX_ROWS": "40000",
+        "TRAIL_GATEWAY_SPOOL_LINGER": "0.25",
+        "TRAIL_GATEWAY_SPOOL_MAX_LINGER": "2",
+        "TRAIL_GATEWAY_SPOOL_BUSY_ROWS": "5000",
+        "TRAIL_GATEWAY_MAX_PENDING_ROWS": "100000",
+    })
+    assert config.spool_dir == Path("/var/spool/trail")
+    assert (config.spool_max_rows, config.spool_linger, config.spool_max_linger,
+            config.spool_busy_rows, config.max_pending_rows) == (40_000, 0.25, 2.0, 5_000, 100_000)
+
+
+def test_without_settings_the_spool_is_off_and_the_defaults_apply() -> None:
+    config = GatewayConfig.from_env({})
+    assert config.spool_dir is None
+    assert (config.spool_max_rows, config.spool_linger, config.spool_max_linger,
+            config.spool_busy_rows, config.max_pending_rows) == (60_000, 0.5, 1.5, 10_000, 300_000)
