@@ -151,6 +151,27 @@ def test_store_failure_turns_calls_away_with_503_and_spooled_rows_are_stored_onc
     assert store.rows(count)[0][0] == 4
 
 
+def test_a_failing_store_table_does_not_hold_back_the_rows_of_the_others(
+        store: Store, tmp_path: Path) -> None:
+    broken, healthy = entry(store, "spool-broken"), entry(store, "spool-healthy")
+    with running_gateway(store, [broken, healthy], spool_dir=tmp_path,
+                         spool_linger=0.05) as gw:
+        gw.gateway.batcher.retry_seconds = 0.2  # type: ignore[union-attr]
+        store.command(f"RENAME TABLE trail.`{broken.table}` TO trail.`{broken.table}_away`")
+        try:
+            assert requests.post(f"{gw.url}/k8s-audit", json=event_list(3),
+                                 headers=gw.headers).status_code == 200
+            # The same segment's rows for the healthy store are stored meanwhile.
+            wait_until(lambda: store.rows(
+                f"SELECT count() FROM trail.`{healthy.table}`")[0][0] == 3)
+            wait_until(lambda: broken.table in requests.get(f"{gw.url}/readyz").text)
+        finally:
+            store.command(f"RENAME TABLE trail.`{broken.table}_away` TO trail.`{broken.table}`")
+        wait_until(lambda: store.rows(f"SELECT count() FROM trail.`{broken.table}`")[0][0] == 3)
+        wait_until(lambda: requests.get(f"{gw.url}/readyz").status_code == 200)
+        wait_until(lambda: not list(tmp_path.glob("*.wal")))  # all its tables are stored
+
+
 def test_rows_spooled_for_a_store_deleted_meanwhile_are_dropped_and_ingest_goes_on(
         store: Store, tmp_path: Path) -> None:
     doomed, other = entry(store, "spool-doomed"), entry(store, "spool-other")

@@ -15,9 +15,9 @@ sees few, large inserts.
 Guarantees kept from the acknowledge-after-insert design:
 - Nothing acknowledged is lost: it is on disk before the answer, kept until
   its INSERT commits, and replayed into the store after a restart.
-- When the store fails, senders are told: after an INSERT fails, calls are
-  answered 503 (naming the table and the error) until an insert succeeds again;
-  the spooled rows are retried every `retry_seconds` meanwhile.
+- When the store fails, senders are told: after an INSERT into a table fails,
+  calls are answered 503 (naming the table and the error) until an insert into
+  it succeeds; the spooled rows are retried every `retry_seconds` meanwhile.
 - Memory and disk stay bounded: past `max_pending_rows` rows not yet stored,
   calls are refused with 429.
 - A retried call is not stored twice: its eventIDs are remembered once spooled.
@@ -86,8 +86,8 @@ class SpooledBatcher:
         # Whether a table still belongs to a store; rows spooled for a store that was
         # deleted meanwhile are dropped instead of retried (and blocking ingest) forever.
         self.is_routed = is_routed
-        # Why the last INSERT failed; None while inserts succeed.
-        self.failure: str | None = None
+        # Why each failing table's last INSERT failed (see `failure`).
+        self._failures: dict[str, str] = {}
         self._group = _Group()
         self._group_ready = asyncio.Event()
         # Held while an append runs in its thread: closing the segment must wait.
@@ -97,7 +97,7 @@ class SpooledBatcher:
         self._open_rows_arrived = asyncio.Event()
         # Sealed segments not yet stored, and the queue that hands them to inserters.
         self._unstored: list[Segment] = []
-        self._ready: asyncio.Queue[Segment | None] = asyncio.Queue()
+        self._ready: asyncio.Queue[tuple[Segment, str] | None] = asyncio.Queue()
         self._appender: asyncio.Task[None] | None = None
         self._sealer: asyncio.Task[None] | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -238,49 +238,63 @@ class SpooledBatcher:
             self._hand_over(segment)
 
     def _hand_over(self, segment: Segment) -> None:
+        if not segment.rows_by_table:  # its only append failed: nothing to insert
+            self.spool.discard(segment)
+            return
         self._unstored.append(segment)
-        self._ready.put_nowait(segment)
+        # A table at a time: the inserters share one segment's tables, so the last
+        # segment of a burst is not left to one of them.
+        for table in segment.rows_by_table:
+            self._ready.put_nowait((segment, table))
 
     # inserting -------------------------------------------------------------
 
+    @property
+    def failure(self) -> str | None:
+        """Why an INSERT is failing; None while every table takes its rows."""
+        return next(iter(self._failures.values()), None)
+
     async def _insert_forever(self) -> None:
         while True:
-            segment = await self._ready.get()
-            if segment is None:
+            item = await self._ready.get()
+            if item is None:
                 return
-            while not await self._insert(segment):
+            segment, table = item
+            while not await self._insert(segment, table):
                 if self._draining:
                     return  # the store is down at shutdown: the spool keeps the rows
                 await asyncio.sleep(self.retry_seconds)
-            self._unstored.remove(segment)
-            await asyncio.to_thread(self.spool.discard, segment)  # unlink: a syscall
+            if not segment.rows_by_table:  # its last table is stored
+                self._unstored.remove(segment)
+                await asyncio.to_thread(self.spool.discard, segment)  # unlink: a syscall
+                if segment.opened is not None:
+                    self.metrics.batch_latency.observe(time.monotonic() - segment.opened)
             self.metrics.queue_depth.set(self.pending_rows)
 
     def _set_aside(self, table: str, refused: list[tuple[bytes, str]]) -> None:
         report_refused(self.metrics, table, refused, kept_in=self.spool.set_aside(table, refused))
 
-    async def _insert(self, segment: Segment) -> bool:
-        """Insert what is left of a segment, table by table; True when all is stored."""
-        for table in list(segment.rows_by_table):
-            rows = segment.rows_by_table[table]
-            try:
-                refused = await asyncio.to_thread(insert_rows_isolating, self.store, table, rows)
-                if refused:
-                    await asyncio.to_thread(self._set_aside, table, refused)
-            except Exception as exc:  # any failure must reach the senders, not end the loop
-                if not self.is_routed(table):
-                    log.warning("dropping %d spooled rows for %s: its store was deleted (%s)",
-                                len(rows), table, str(exc)[:200])
-                    self.metrics.insert_failures.labels(table).inc()
-                    del segment.rows_by_table[table]
-                    continue
-                self.failure = f"store table {table} did not accept the batch: {str(exc)[:300]}"
-                self.metrics.insert_failures.labels(table).inc()
-                log.warning("%s; retrying in %.1f s", self.failure, self.retry_seconds)
-                return False
-            del segment.rows_by_table[table]  # stored: a retry must not insert it again
-            self.metrics.inserted.labels(table).inc(len(rows) - len(refused))
-        self.failure = None
-        if segment.opened is not None:
-            self.metrics.batch_latency.observe(time.monotonic() - segment.opened)
+    async def _insert(self, segment: Segment, table: str) -> bool:
+        """Insert one table's rows of a segment; True when they are stored (or dropped)."""
+        rows = segment.rows_by_table[table]
+        try:
+            refused = await asyncio.to_thread(insert_rows_isolating, self.store, table, rows)
+            if refused:
+                await asyncio.to_thread(self._set_aside, table, refused)
+        except Exception as exc:  # any failure must reach the senders, not end the loop
+            self.metrics.insert_failures.labels(table).inc()
+            if not self.is_routed(table):
+                log.warning("dropping %d spooled rows for %s: its store was deleted (%s)",
+                            len(rows), table, str(exc)[:200])
+                del segment.rows_by_table[table]
+                self._failures.pop(table, None)
+                return True
+            failure = f"store table {table} did not accept the batch: {str(exc)[:300]}"
+            self._failures[table] = failure
+            log.warning("%s; retrying in %.1f s", failure, self.retry_seconds)
+            return False
+        del segment.rows_by_table[table]  # stored: a retry must not insert it again
+        self._failures.pop(table, None)
+        self.metrics.inserted.labels(table).inc(len(rows) - len(refused))
+        return True
         return True
