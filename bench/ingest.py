@@ -12,10 +12,11 @@ Issue 3's figures, measured in one run on the same engine:
       reached;
   (b) the store's own limit: the same routed records inserted straight into the same
       engine with INSERT ... FORMAT JSONEachRow, in batches of 30,000 rows a table.
-      Each (a) phase is compared with the (b) phase of its own events, run just
-      before it: the shared machine's speed drifts by half over minutes, and (b)
-      used to run a minute after the last (a) phase. (b) has an engine data path
-      of its own, so the merges of (a)'s parts do not run in its time;
+      Each (a) phase is compared with the mean of two (b) phases of its own events,
+      run just before and just after it: the shared machine's speed drifts by half
+      over minutes (a lone (b) before (a) put a/b anywhere in 0.41-0.63 for the same
+      code). (b) has engine data paths of its own, so the merges of (a)'s parts do
+      not run in its time;
   (c) latency from POST to the record being queryable at a steady 1,000 events/s,
       p50 and p99: a gateway in a child process next to a poller that queries the
       store for the last event of each call every 10 ms (the poll interval and the
@@ -494,6 +495,9 @@ def main() -> None:
         # (b) has an engine data path of its own: on the gateway's, the merges of
         # (a)'s parts would still be running in (b)'s time.
         direct_dsn = f"chdb://{tmp}/direct"
+        # The (b) phases after each (a) phase: a path of their own, in the same order,
+        # so each meets the tables the one before (a) met.
+        after_dsn = f"chdb://{tmp}/direct-after"
         child("setup", dsn)
         spool = f"{tmp}/spool"
         half = args.events // 2
@@ -501,17 +505,20 @@ def main() -> None:
         bodies_100 = event_list_bodies(half, 100)
         bodies_1000 = event_list_bodies(rest, 1000, first=half)
         parse_us = isolated_parse_us(bodies_100[:200])
-        # Each (a) phase runs right after the (b) phase of the same events, so both
-        # meet the shared machine in the same mood; each has a gateway process of its
-        # own, stopped before the next (b) phase (chDB serves a path to one process).
+        # Each (a) phase runs between two (b) phases of the same events and is
+        # compared with their mean: the shared machine's speed drifts by half over
+        # minutes, and a drift during the three cancels out. Each (a) phase has a
+        # gateway process of its own, stopped before the next (b) phase (chDB serves
+        # a path to one process).
         phases = {}
         for size, bodies, count, first in (("100", bodies_100, half, 0),
                                            ("1000", bodies_1000, rest, half)):
-            direct = orjson.loads(child("direct", direct_dsn, "--events", str(count),
-                                        "--first", str(first)))
+            events = ("--events", str(count), "--first", str(first))
+            direct = orjson.loads(child("direct", direct_dsn, *events))
             profile = f"{args.profile}.{size}" if args.profile else None
-            phases[size] = {"direct": direct, **run_gateway_phase(
-                dsn, spool, bodies, count, args.concurrency, profile)}
+            phase = run_gateway_phase(dsn, spool, bodies, count, args.concurrency, profile)
+            after = orjson.loads(child("direct", after_dsn, *events))
+            phases[size] = {"direct": direct, "after": after, **phase}
         stored = orjson.loads(child("count", dsn))
         steady = orjson.loads(child("latency", dsn, "--spool", spool))
     latencies = sorted(steady["queryable"])
@@ -533,11 +540,14 @@ def main() -> None:
     for size, count in (("100", half), ("1000", rest)):
         phase = phases[size]
         rate = count / phase["seconds"]
-        direct_rate = phase["direct"]["events"] / phase["direct"]["seconds"]
+        before, after = (phase[key]["events"] / phase[key]["seconds"]
+                         for key in ("direct", "after"))
+        direct_rate = (before + after) / 2
         print(f"lists of {size}: {count:,} events answered in {phase['answered']:.2f} s"
               f" ({count / phase['answered']:,.0f} events/s), all stored"
               f" {phase['seconds'] - phase['answered']:.2f} s later; the same events"
-              f" inserted directly just before: {direct_rate:,.0f} events/s")
+              f" inserted directly: {before:,.0f} events/s just before, {after:,.0f} just"
+              f" after (mean {direct_rate:,.0f})")
         print(f"  while posting: the load generator used {phase['sender_us']:.1f} us of CPU"
               f" per event; the machine's cores were {phase['machine_busy']:.0%} busy")
         print("  gateway CPU per event: " + ", ".join(
@@ -547,6 +557,8 @@ def main() -> None:
                                                 "limit": 30000, "ratio": rate / 30000},
             f"b_engine_direct_insert_beside_batches_of_{size}": {"value": direct_rate,
                                                                  "unit": "events/s"},
+            f"b_just_before_batches_of_{size}": {"value": before, "unit": "events/s"},
+            f"b_just_after_batches_of_{size}": {"value": after, "unit": "events/s"},
             f"a_over_b_batches_of_{size}": {"value": rate / direct_rate, "unit": "ratio",
                                             "limit": 0.5, "ratio": rate / direct_rate / 0.5},
             f"answered_batches_of_{size}": {"value": count / phase["answered"],
