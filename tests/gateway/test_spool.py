@@ -110,7 +110,7 @@ def test_a_busy_segment_gathers_past_the_linger_and_a_light_one_is_sealed_at_it(
     count = f"SELECT count() FROM trail.`{target.table}`"
     # Pauses never seal here (the minimum is out of reach): only the lingers do.
     with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=0.2,
-                         spool_max_linger=3.0, spool_busy_rows=20,
+                         spool_max_linger=4.0, spool_busy_rows=20,
                          spool_min_rows=1_000) as gw:
         def post(events: int) -> None:
             assert requests.post(f"{gw.url}/k8s-audit", json=event_list(events),
@@ -121,7 +121,7 @@ def test_a_busy_segment_gathers_past_the_linger_and_a_light_one_is_sealed_at_it(
         post(30)  # busy: the segment stays open past the linger...
         time.sleep(1.0)
         assert store.rows(count)[0][0] == 5
-        # ...until the longer linger, 3 s after its first rows.
+        # ...until the longer linger, 4 s after its first rows.
         wait_until(lambda: store.rows(count)[0][0] == 35, timeout=10)
 
 
