@@ -297,4 +297,3 @@ class SpooledBatcher:
         self._failures.pop(table, None)
         self.metrics.inserted.labels(table).inc(len(rows) - len(refused))
         return True
-        return True
