@@ -24,8 +24,9 @@ Issue 3's figures, measured in one run on the same engine:
 Goals: (a) >= 30,000 events/s and >= half of (b); (c) p99 < 2 s.
 
 Also printed, to read the figures by: the gateway's CPU per event by kind of thread
-(event loop, Python workers, the engine's inserts and merges), and the parse path's
-time per event in this idle process, which moves with the shared machine's speed.
+(event loop, Python threads, parse worker processes, the engine's inserts and merges),
+and the parse path's time per event in this idle process, which moves with the shared
+machine's speed.
 
 The gateway runs in its own process (chDB allows one process per data path), so the
 phases that touch the store directly run in short-lived child processes.
@@ -344,9 +345,11 @@ THREAD_KINDS = {"ThreadPool": "engine_insert", "MergeMutate": "engine_merges"}
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds each kind of thread of a process has used so far (Linux /proc):
     the event loop (the main thread), Python workers (spool writes, INSERT calls;
-    the engine runs part of an INSERT in the calling thread), and the engine's own."""
+    the engine runs part of an INSERT in the calling thread), the engine's own, and
+    the process's children (its parse workers)."""
     # The process's own counters also keep the CPU of threads that have ended.
-    kinds = {"total": process_cpu(pid)}
+    workers = sum(_child_cpu(child) for child in child_pids(pid))
+    kinds = {"total": process_cpu(pid) + workers, "parse_workers": workers}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             name, seconds = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
@@ -357,6 +360,25 @@ def thread_cpu(pid: int) -> dict[str, float]:
                 else THREAD_KINDS.get(name, "engine_other"))
         kinds[kind] = kinds.get(kind, 0.0) + seconds
     return kinds
+
+
+def _child_cpu(pid: int) -> float:
+    try:
+        return process_cpu(pid)
+    except OSError:  # it ended meanwhile
+        return 0.0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of a process, whichever of its threads started them."""
+    children = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as listing:
+                children += [int(child) for child in listing.read().split()]
+        except OSError:  # the thread ended
+            continue
+    return children
 
 
 def _stat_cpu(path: str) -> tuple[str, float]:
@@ -439,7 +461,7 @@ def run_gateway_phase(dsn: str, spool: str, bodies: list[bytes], events: int,
     if profile:
         # py-spy's collapsed stacks of the gateway, to find what to make faster.
         command = ["py-spy", "record", "--format", "raw", "--rate", "200", "--nonblocking",
-                   "-o", profile, "--", *command]
+                   "--subprocesses", "-o", profile, "--", *command]
     # Its log goes to a file: a pipe nobody reads would stall it once full.
     log_path = Path(spool).parent / "gateway.log"
     with log_path.open("ab") as log:

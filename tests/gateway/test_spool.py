@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,11 +18,18 @@ import orjson
 import pytest
 import requests
 
+from events.audit_samples import event_list as audit_event_list
+from events.audit_samples import sample_events
 from gateway.gateway_harness import AUDIT_TOKEN, running_gateway
 from gateway.test_failure_modes import entry, event_list
 from trail_fixtures import wait_for
+from trail_operator.events.k8s_audit import SENSITIVE_KINDS, AuditEventNormalizer
+from trail_operator.events.record import RECORD_FIELDS
+from trail_operator.gateway.audit_calls import parse_audit_call
+from trail_operator.gateway.routing import build_routes
 from trail_operator.gateway.spool import MAGIC, Spool, decode_frames, encode_frame
 from trail_operator.sandbox.controlplane import free_port
+from trail_operator.store.catalog import StoreEntry
 from trail_operator.store.client import Store
 from trail_operator.store.rows import encode_row
 
@@ -296,3 +304,27 @@ def test_acknowledged_events_survive_a_gateway_killed_before_their_insert(
     gateway.send_signal(signal.SIGTERM)
     gateway.wait(30)
     assert _child("count", dsn) == "(30, 30)"
+
+
+def test_rows_of_a_pretty_printed_body_come_back_whole_from_the_spool(tmp_path: Path) -> None:
+    # A sender may indent its JSON; the bodies kept as they came then hold line
+    # breaks, and rows travel joined by newlines (spool frames, INSERTs).
+    events = [event for event in sample_events() if event.get("requestObject")
+              and (event.get("objectRef") or {}).get("resource") != "secrets"
+              and event["requestObject"].get("kind") not in SENSITIVE_KINDS]  # redacted
+    body = json.dumps(audit_event_list(*events), indent=2).encode()
+    entries = [StoreEntry(uid="all", namespace="trail-system", name="all", table="all",
+                          retention_days=30, all_namespaces=True)]
+    parsed = parse_audit_call(AuditEventNormalizer("spool-test", "test-1"),
+                              build_routes(entries)[0], body)
+    rows = [data for _, data, _ in parsed.rows]
+    assert len(rows) == len(events)
+    assert not any(b"\n" in row for row in rows)
+    spool = Spool(tmp_path)
+    spool.append({"all": rows})
+    spool.close()
+    (segment,) = Spool(tmp_path).recover()
+    assert segment.rows_by_table == {"all": rows}
+    position = RECORD_FIELDS.index("requestParameters")
+    assert [orjson.loads(row)[position] for row in rows] == [
+        event["requestObject"] for event in events]

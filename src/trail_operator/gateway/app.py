@@ -1,9 +1,10 @@
 """The gateway's HTTP application: ingest endpoints, health and metrics.
 
-Request handling stays on the event loop (parsing and normalizing are pure
-CPU work, cheaper inline than handed to threads); only the inserts leave it,
-through the batcher. Every fault in a call is answered with a status and a
-message naming what was wrong; the good events in the same call are kept.
+Audit bodies are parsed in worker processes (`parse_pool.py`: threads would
+share the interpreter lock with the loop), or on the event loop when there
+are none; the inserts leave the loop through the batcher. Every fault in a
+call is answered with a status and a message naming what was wrong; the good
+events in the same call are kept.
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ from trail_operator.events.put_audit import (
     PutAuditEventsError,
     parse_call,
 )
-from trail_operator.gateway.audit_calls import AuditCallError, parse_audit_call
+from trail_operator.gateway.audit_calls import (
+    AuditCallError,
+    GroupedAuditCall,
+    ParsedAuditCall,
+    parse_audit_call,
+)
 from trail_operator.gateway.auth import AuthError, authorize_audit_webhook, bearer_token
 from trail_operator.gateway.batching import InsertBatcher, InsertFailedError, OverloadedError
 from trail_operator.gateway.channels import ChannelDirectory, ChannelError, parse_channel
 from trail_operator.gateway.config import GatewayConfig
 from trail_operator.gateway.metrics import GatewayMetrics
+from trail_operator.gateway.parse_pool import ParsePool
 from trail_operator.gateway.routing import Routes, build_routes
 from trail_operator.gateway.spool import Spool
 from trail_operator.gateway.spooled_batcher import SpooledBatcher
@@ -80,10 +87,16 @@ class Gateway:
                 linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows,
                 max_concurrent_flushes=self.config.max_concurrent_flushes)
         self._refresher: asyncio.Task[None] | None = None
+        self.parse_pool = (
+            ParsePool(self.config.workers_for_parsing, self.settings.cluster_name,
+                      self.settings.region)
+            if self.config.workers_for_parsing else None)
 
     # lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.parse_pool is not None:
+            await self.parse_pool.start()
         await self.refresh_routes()
         self.batcher.start()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="routes-refresh")
@@ -94,6 +107,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
         await self.batcher.stop()
+        if self.parse_pool is not None:
+            await self.parse_pool.close()
 
     async def refresh_routes(self) -> None:
         try:
@@ -113,6 +128,8 @@ class Gateway:
             log.warning("store skipped by routing: %s", problem)
         self.entries = {entry.ref: entry for entry in entries}
         self.routes = routes
+        if self.parse_pool is not None:
+            self.parse_pool.set_entries(entries)
         self.routes_loaded = True
 
     async def _refresh_forever(self) -> None:
@@ -137,6 +154,19 @@ class Gateway:
                 rows.setdefault(table, []).append(data)
         return rows, ids
 
+    async def _parse_audit_call(self, body: bytes) -> GroupedAuditCall | ParsedAuditCall:
+        """Rows of an audit body, from a parse worker when there are any.
+
+        Parsed here instead when no worker could, and when some of its events are
+        stored already (a retried call): dropping those takes each row's eventID,
+        which only the per-row form keeps.
+        """
+        if self.parse_pool is not None:
+            grouped = await self.parse_pool.parse(body)
+            if grouped is not None and not self.batcher.recent_ids.any_of(grouped.ids):
+                return grouped
+        return parse_audit_call(self.normalizer, self.routes, body)
+
     async def _store(self, rows: dict[str, list[bytes]], ids: list[str],
                      source: str) -> web.Response | None:
         """None when stored; otherwise the response that tells the sender to retry."""
@@ -160,7 +190,7 @@ class Gateway:
             return error_response(exc.status, "Unauthorized", str(exc))
         body = await request.read()
         try:
-            parsed = parse_audit_call(self.normalizer, self.routes, body)
+            parsed = await self._parse_audit_call(body)
         except AuditCallError as exc:
             self.metrics.rejected.labels(SOURCE_AUDIT, exc.reason).inc()
             return error_response(400, exc.code, str(exc))
@@ -169,7 +199,10 @@ class Gateway:
         if parsed.rejections:
             self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(
                 len(parsed.rejections))
-        rows, ids = self._rows(parsed.rows)
+        if isinstance(parsed, GroupedAuditCall):
+            rows, ids = parsed.rows_by_table(), parsed.ids
+        else:
+            rows, ids = self._rows(parsed.rows)
         failure = await self._store(rows, ids, SOURCE_AUDIT)
         if failure is not None:
             return failure

@@ -52,6 +52,41 @@ class AuditCallError(ValueError):
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class GroupedAuditCall:
+    """A `ParsedAuditCall` with its rows joined by table: what a parse worker sends back.
+
+    One bytes object per table instead of a tuple per row: handing rows between
+    processes then costs a few copies instead of building objects for each row
+    (which measured ~2 us per event, both ends together).
+    """
+
+    received: int
+    accepted: int
+    # eventIDs of the rows that some store takes, in order.
+    ids: list[str]
+    # Per table: its rows, joined by newlines (encoded rows hold none).
+    joined: dict[str, bytes]
+    rejections: list[dict[str, Any]]
+
+    def rows_by_table(self) -> dict[str, list[bytes]]:
+        return {table: data.split(b"\n") for table, data in self.joined.items()}
+
+
+def group_rows(parsed: ParsedAuditCall) -> GroupedAuditCall:
+    by_table: dict[str, list[bytes]] = {}
+    for _, data, tables in parsed.rows:
+        for table in tables:
+            rows = by_table.get(table)
+            if rows is None:
+                by_table[table] = [data]
+            else:
+                rows.append(data)
+    return GroupedAuditCall(
+        parsed.received, parsed.accepted, [event_id for event_id, _, _ in parsed.rows],
+        {table: b"\n".join(rows) for table, rows in by_table.items()}, parsed.rejections)
+
+
 def parse_audit_call(normalizer: AuditEventNormalizer, routes: Routes,
                      body: bytes) -> ParsedAuditCall:
     """Rows to store for an EventList body; raises AuditCallError for a body refused whole."""

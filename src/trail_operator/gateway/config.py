@@ -52,6 +52,16 @@ class GatewayConfig:
     # ...or sooner, once the senders pause this long with this many rows spooled.
     spool_idle_seal: float = 0.05
     spool_min_rows: int = 1_000
+    # Child processes that parse audit bodies (see gateway/parse_pool.py); None: one
+    # per CPU this process may use, up to 4 (past that the event loop is the limit).
+    # 0 parses on the event loop.
+    parse_workers: int | None = None
+
+    @property
+    def workers_for_parsing(self) -> int:
+        if self.parse_workers is not None:
+            return max(0, self.parse_workers)
+        return min(4, len(os.sched_getaffinity(0)))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -81,4 +91,6 @@ class GatewayConfig:
             spool_min_rows=int(env.get("TRAIL_GATEWAY_SPOOL_MIN_ROWS", cls.spool_min_rows)),
             max_pending_rows=int(env.get("TRAIL_GATEWAY_MAX_PENDING_ROWS",
                                          cls.max_pending_rows)),
+            parse_workers=(int(env["TRAIL_GATEWAY_PARSE_WORKERS"])
+                           if env.get("TRAIL_GATEWAY_PARSE_WORKERS") else None),
         )
