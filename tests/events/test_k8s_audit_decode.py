@@ -25,7 +25,7 @@ from events.audit_samples import (
     sample_events,
 )
 from trail_operator.events.k8s_audit import AuditEventNormalizer, AuditRejection
-from trail_operator.events.k8s_audit_decode import decode_event_list
+from trail_operator.events.k8s_audit_decode import ITEM_BY_ITEM_BYTES, decode_event_list
 from trail_operator.events.record import Record, record_from_row
 from trail_operator.store.rows import encode_row, encode_values
 
@@ -45,19 +45,19 @@ class FastOnly(AuditEventNormalizer):
         raise AssertionError(f"item {index} left the fast path")
 
 
-def both_paths(items: list[Any]) -> tuple[
+def both_paths(items: list[Any], by_item: bool | None = None) -> tuple[
         tuple[int, list[Record], list[AuditRejection]] | None,
         tuple[list[Record], list[AuditRejection]]]:
     body = orjson.dumps(event_list(*items))
-    decoded = decode_event_list(AuditEventNormalizer(CLUSTER, REGION), body)
+    decoded = decode_event_list(AuditEventNormalizer(CLUSTER, REGION), body, by_item)
     fast = None if decoded is None else (
         decoded[0], [record_from_row(row) for row in decoded[1]], decoded[2])
     reference = AuditEventNormalizer(CLUSTER, REGION).normalize_list(orjson.loads(body))
     return fast, reference
 
 
-def assert_same(items: list[Any]) -> None:
-    fast, (records, rejections) = both_paths(items)
+def assert_same(items: list[Any], by_item: bool | None = None) -> None:
+    fast, (records, rejections) = both_paths(items, by_item)
     assert fast is not None, "a well-formed EventList must take the fast path"
     received, fast_records, fast_rejections = fast
     assert received == len(items)
@@ -65,8 +65,22 @@ def assert_same(items: list[Any]) -> None:
     assert fast_rejections == rejections
 
 
-def test_every_sample_gives_the_reference_record() -> None:
-    assert_same([*sample_events(), WATCH_PODS_STARTED])
+@pytest.mark.parametrize("by_item", [False, True], ids=["whole", "by-item"])
+def test_every_sample_gives_the_reference_record(by_item: bool) -> None:
+    assert_same([*sample_events(), WATCH_PODS_STARTED], by_item)
+
+
+def test_a_large_body_is_decoded_an_event_at_a_time_with_the_same_rows() -> None:
+    items = [copy.deepcopy(event) for event in sample_events() * 200]
+    body = orjson.dumps(event_list(*items))
+    assert len(body) > ITEM_BY_ITEM_BYTES
+    whole = decode_event_list(FastOnly(CLUSTER, REGION), body, by_item=False)
+    default = decode_event_list(FastOnly(CLUSTER, REGION), body)
+    assert whole is not None
+    assert default is not None
+    assert default[0] == whole[0] == len(items)
+    assert rows([record_from_row(row) for row in default[1]]) == rows(
+        [record_from_row(row) for row in whole[1]])
 
 
 @pytest.mark.parametrize("sample", [APPLY_SECRET, LIST_SECRETS_TABLE, CREATE_TOKEN_REVIEW],
@@ -140,15 +154,19 @@ def test_annotations_empty_missing_or_present_match(annotations: object) -> None
     assert_same([event])
 
 
-def test_one_bad_item_is_rejected_by_the_reference_and_the_rest_kept() -> None:
+@pytest.mark.parametrize("by_item", [False, True], ids=["whole", "by-item"])
+def test_one_bad_item_is_rejected_by_the_reference_and_the_rest_kept(by_item: bool) -> None:
     bad = copy.deepcopy(WATCH_PODS)
     bad["verb"] = ""
-    items = [copy.deepcopy(WATCH_PODS), bad, copy.deepcopy(CREATE_DEPLOYMENT)]
-    fast, _ = both_paths(items)
+    wrong_type = copy.deepcopy(CREATE_DEPLOYMENT)
+    wrong_type["sourceIPs"] = "10.0.0.1"  # not a list: the whole body fails the structs
+    items = [copy.deepcopy(WATCH_PODS), bad, copy.deepcopy(CREATE_DEPLOYMENT), wrong_type]
+    fast, _ = both_paths(items, by_item=True)
     assert fast is not None
-    assert [r.index for r in fast[2]] == [1]
+    assert [r.index for r in fast[2]] == [1, 3]
     assert fast[2][0].reason == "items[1].verb: missing"
-    assert_same(items)
+    assert_same(items[:3], by_item)
+    assert_same(items, by_item=True)
 
 
 def test_shared_identities_are_equal_to_fresh_ones() -> None:
@@ -201,7 +219,7 @@ def test_a_user_of_the_wrong_shape_sends_only_its_event_to_the_reference() -> No
 def test_damaged_events_get_the_same_records_and_rejections_either_way(
         data: st.DataObject) -> None:
     items = [damaged_event(data), copy.deepcopy(WATCH_PODS)]
-    fast, (records, rejections) = both_paths(items)
+    fast, (records, rejections) = both_paths(items, data.draw(st.booleans(), "by_item"))
     if fast is None:
         return  # the gateway then uses the reference itself
     assert rows(fast[1]) == rows(records)

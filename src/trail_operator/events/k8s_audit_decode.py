@@ -111,6 +111,12 @@ class _EventList(Struct, gc=False):
     items: list[_Event] = []
 
 
+class _EventListOfRaw(Struct, gc=False):
+    kind: str = ""
+    apiVersion: str = ""
+    items: list[Raw] = []
+
+
 class _Metadata(Struct, gc=False):
     name: str = ""
     uid: str = ""
@@ -125,6 +131,8 @@ class _Kind(Struct, gc=False):
 
 
 _LIST_DECODER: Final = msgspec.json.Decoder(_EventList)
+_LIST_OF_RAW_DECODER: Final = msgspec.json.Decoder(_EventListOfRaw)
+_EVENT_DECODER: Final = msgspec.json.Decoder(_Event)
 _USER_DECODER: Final = msgspec.json.Decoder(_User | None)
 _KIND_DECODER: Final = msgspec.json.Decoder(_Kind)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(_Object)
@@ -134,15 +142,28 @@ class _NeedsReference(Exception):
     """This event is normalized by the reference normalizer."""
 
 
+# Bodies larger than this are decoded an event at a time. Decoded whole, a list
+# of 1,000 events (~0.9 MB) makes every event's structs before the first is
+# normalized, and that outgrows the CPU's caches: ~13.7 us per event against ~9.3
+# in lists of 100. An event at a time costs a scan of the list and a decoder call
+# per event (~1 us), which small bodies would pay for nothing.
+ITEM_BY_ITEM_BYTES: Final = 256 * 1024
+
+
 def decode_event_list(
-    normalizer: AuditEventNormalizer, body: bytes
+    normalizer: AuditEventNormalizer, body: bytes, by_item: bool | None = None
 ) -> tuple[int, list[Row], list[AuditRejection]] | None:
     """(items received, records as rows, rejections) of an EventList body; None for
     the reference.
 
     None means the body is not a well-formed `audit.k8s.io/v1` EventList in
-    every detail; `normalize_list` must then judge it whole.
+    every detail; `normalize_list` must then judge it whole. `by_item` chooses
+    how it is decoded (the same results either way); by default, by its size.
     """
+    if by_item is None:
+        by_item = len(body) > ITEM_BY_ITEM_BYTES
+    if by_item:
+        return _decode_by_item(normalizer, body)
     try:
         decoded = _LIST_DECODER.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -158,15 +179,48 @@ def decode_event_list(
         except Exception:  # anything unusual is judged by the reference
             if reference_items is None:
                 reference_items = orjson.loads(body)["items"]
-            result = normalizer.normalize_item(index, reference_items[index])
-            if type(result) is AuditRejection:
-                rejections.append(result)
-            elif result is not None:
-                rows.append(row_from_record(result))  # type: ignore[arg-type]
+            _by_reference(normalizer, index, reference_items[index], rows, rejections)
             continue
         if row is not None:
             rows.append(row)
     return len(decoded.items), rows, rejections
+
+
+def _decode_by_item(
+    normalizer: AuditEventNormalizer, body: bytes
+) -> tuple[int, list[Row], list[AuditRejection]] | None:
+    """`decode_event_list` for large bodies: each event decoded and normalized in turn.
+
+    An event that does not decode into the structs goes to the reference alone:
+    the reference judges a body's items one by one, so that is what it would say.
+    """
+    try:
+        decoded = _LIST_OF_RAW_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if decoded.kind != AUDIT_LIST_KIND or decoded.apiVersion != AUDIT_API_VERSION:
+        return None
+    rows: list[Row] = []
+    rejections: list[AuditRejection] = []
+    for index, item in enumerate(decoded.items):
+        try:
+            row = _normalize(normalizer, _EVENT_DECODER.decode(item))
+        except Exception:  # a wrong type, or anything unusual: judged by the reference
+            _by_reference(normalizer, index, orjson.loads(bytes(item)), rows, rejections)
+            continue
+        if row is not None:
+            rows.append(row)
+    return len(decoded.items), rows, rejections
+
+
+def _by_reference(normalizer: AuditEventNormalizer, index: int, item: object,
+                  rows: list[Row], rejections: list[AuditRejection]) -> None:
+    """Item `index`, parsed as plain JSON, normalized by the reference."""
+    result = normalizer.normalize_item(index, item)
+    if type(result) is AuditRejection:
+        rejections.append(result)
+    elif result is not None:
+        rows.append(row_from_record(result))  # type: ignore[arg-type]
 
 
 def _normalize(normalizer: AuditEventNormalizer, event: _Event) -> Row | None:

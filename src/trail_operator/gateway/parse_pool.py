@@ -174,7 +174,12 @@ class ParsePool:
         worker.owed.append(future)
         worker.load += len(body)
         try:
-            worker.send(BODY, body)
+            try:
+                worker.send(BODY, body)
+            except Exception as exc:  # its socket broke: it is ending
+                future.cancel()
+                worker.end(f"parse worker {worker.process.pid} cannot be written to: {exc}")
+                return None
             done, _ = await asyncio.wait((future,), timeout=self.timeout)
             if not done:
                 future.cancel()

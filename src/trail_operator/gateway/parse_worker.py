@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import pickle
+import signal
 import socket
 import struct
 import sys
@@ -76,6 +77,10 @@ def _send_all(sock: socket.socket, head: bytes, data: bytes) -> None:
 
 def main(argv: list[str]) -> None:
     fd, cluster, region = int(argv[0]), argv[1], argv[2]
+    # Its life is the socket's: Ctrl-C in a terminal or a SIGTERM to the process
+    # group reaches the gateway too, which drains and then closes the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # As in the gateway (cli/processes.py): parsing makes many short-lived objects
     # and no cycles, so the cyclic collector would only rescan survivors.
     gc.freeze()
