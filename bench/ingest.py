@@ -2,14 +2,16 @@
 
 Issue 3's figures, measured in one run on the same engine:
   (a) end-to-end events/s: EventLists of 100 and of 1000 posted over HTTP to one
-      gateway process (`trailctl gateway`, spool on as in the sandbox), routed to 3
-      stores with different selectors, 500,000 events each. The clock stops when every
-      row is stored (the gateway's queue is empty), not when the last call is
-      acknowledged from the spool. A sustained rate: storing the last rows after the
-      last answer takes ~0.4 s whatever the run's length (the senders' pause is
-      noticed, then one insert), which was 13-20% of a run of 100,000 events; and
-      runs this long pay for the merges of their own parts, which shorter ones never
-      reached;
+      gateway process (`trailctl gateway`, spool on as in the sandbox, with its
+      default parse workers: child processes that it starts and that end with it,
+      whose CPU is counted as the gateway's; TRAIL_GATEWAY_PARSE_WORKERS=0 runs it
+      without), routed to 3 stores with different selectors, 500,000 events each.
+      The clock stops when every row is stored (the gateway's queue is empty), not
+      when the last call is acknowledged from the spool. A sustained rate: storing
+      the last rows after the last answer takes ~0.4 s whatever the run's length
+      (the senders' pause is noticed, then one insert), which was 13-20% of a run of
+      100,000 events; and runs this long pay for the merges of their own parts,
+      which shorter ones never reached;
   (b) the store's own limit: the same routed records inserted straight into the same
       engine with INSERT ... FORMAT JSONEachRow, in batches of 30,000 rows a table.
       Each (a) phase is compared with the mean of two (b) phases of its own events,
