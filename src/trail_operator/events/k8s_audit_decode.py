@@ -30,7 +30,7 @@ rows and rejections for captured and damaged events.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 import orjson
@@ -105,16 +105,31 @@ class _Event(Struct, gc=False):
     annotations: Raw = _NO_BODY
 
 
-class _EventList(Struct, gc=False):
+class _ListHead(Struct, gc=False):
     kind: str = ""
     apiVersion: str = ""
+
+
+class _EventList(_ListHead, gc=False):
     items: list[_Event] = []
 
 
-class _EventListOfRaw(Struct, gc=False):
-    kind: str = ""
-    apiVersion: str = ""
+class _EventListOfRaw(_ListHead, gc=False):
     items: list[Raw] = []
+
+
+_List = TypeVar("_List", bound=_ListHead)
+
+
+def _event_list(decoder: msgspec.json.Decoder[_List], body: bytes) -> _List | None:
+    """The body decoded, if it is an `audit.k8s.io/v1` EventList that fits the structs."""
+    try:
+        decoded = decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if decoded.kind != AUDIT_LIST_KIND or decoded.apiVersion != AUDIT_API_VERSION:
+        return None
+    return decoded
 
 
 class _Metadata(Struct, gc=False):
@@ -164,11 +179,8 @@ def decode_event_list(
         by_item = len(body) > ITEM_BY_ITEM_BYTES
     if by_item:
         return _decode_by_item(normalizer, body)
-    try:
-        decoded = _LIST_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if decoded.kind != AUDIT_LIST_KIND or decoded.apiVersion != AUDIT_API_VERSION:
+    decoded = _event_list(_LIST_DECODER, body)
+    if decoded is None:
         return None
     rows: list[Row] = []
     rejections: list[AuditRejection] = []
@@ -194,11 +206,8 @@ def _decode_by_item(
     An event that does not decode into the structs goes to the reference alone:
     the reference judges a body's items one by one, so that is what it would say.
     """
-    try:
-        decoded = _LIST_OF_RAW_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if decoded.kind != AUDIT_LIST_KIND or decoded.apiVersion != AUDIT_API_VERSION:
+    decoded = _event_list(_LIST_OF_RAW_DECODER, body)
+    if decoded is None:
         return None
     rows: list[Row] = []
     rejections: list[AuditRejection] = []
