@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -176,3 +178,12 @@ def test_without_workers_left_the_gateway_parses_calls_itself(store: Store) -> N
                                headers=gw.headers)
         assert answer.status_code == 200, answer.text
     assert store.rows(f"SELECT count() FROM trail.`{target.table}`")[0][0] == 7
+
+
+def test_a_parse_worker_starts_without_loading_the_clickhouse_driver() -> None:
+    # It only parses: the driver would double its memory (~20 MB against ~33).
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, trail_operator.gateway.parse_worker;"
+                               " print('clickhouse_connect' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from trail_operator.store.client import Store
 from trail_operator.store.ddl import build_database_ddl
 from trail_operator.store.naming import qualified
+
+if TYPE_CHECKING:  # the routes of a parse worker use StoreEntry, not the driver
+    from trail_operator.store.client import Store
 
 CATALOG_TABLE = "stores"
 

@@ -19,7 +19,10 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from trail_operator.store.errors import StoreDataError, StoreError, StoreUnavailableError
 from trail_operator.store.naming import qualified
+
+__all__ = ["Store", "StoreDataError", "StoreError", "StoreUnavailableError"]
 
 # Settings for every JSONEachRow insert: records carry objects for the JSON
 # text columns and may carry fields the schema does not know.
@@ -59,19 +62,6 @@ JSON_OUTPUT_SETTINGS_CLAUSE = ", ".join(
 # core, a sender or a reader cannot. Measured on 10M events: filling took 48-62 s
 # instead of 83 s, the same parts after merges.
 EMBEDDED_ENGINE_OPTIONS: Mapping[str, Any] = {"os_threads_nice_value_merge_mutate": 10}
-
-
-class StoreError(RuntimeError):
-    """The store refused a statement or could not be reached."""
-
-
-class StoreUnavailableError(StoreError):
-    """The store could not be reached; the caller should retry later."""
-
-
-class StoreDataError(StoreError):
-    """The store refused the data itself (a value it cannot read into its column):
-    the same rows would be refused again, however often they are retried."""
 
 
 # ClickHouse names its error at the end of the message, e.g. "(CANNOT_PARSE_DATETIME)",

@@ -8,7 +8,7 @@ positions, so a record that lacks a field inserts the column's default.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -19,7 +19,10 @@ from trail_operator.events.record import (
     SharedIdentity,
     row_from_record,
 )
-from trail_operator.store.client import Store, StoreDataError
+from trail_operator.store.errors import StoreDataError
+
+if TYPE_CHECKING:  # a parse worker encodes rows without loading the driver
+    from trail_operator.store.client import Store
 
 ROW_COLUMNS: Final = RECORD_FIELDS
 
