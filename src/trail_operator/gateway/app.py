@@ -31,6 +31,7 @@ from trail_operator.gateway.audit_calls import (
     AuditCallError,
     GroupedAuditCall,
     ParsedAuditCall,
+    group_by_table,
     parse_audit_call,
 )
 from trail_operator.gateway.auth import AuthError, authorize_audit_webhook, bearer_token
@@ -87,10 +88,10 @@ class Gateway:
                 linger=self.config.batch_linger, max_pending_rows=self.config.max_pending_rows,
                 max_concurrent_flushes=self.config.max_concurrent_flushes)
         self._refresher: asyncio.Task[None] | None = None
+        workers = self.config.workers_for_parsing
         self.parse_pool = (
-            ParsePool(self.config.workers_for_parsing, self.settings.cluster_name,
-                      self.settings.region)
-            if self.config.workers_for_parsing else None)
+            ParsePool(workers, self.settings.cluster_name, self.settings.region)
+            if workers else None)
 
     # lifecycle -------------------------------------------------------------
 
@@ -148,11 +149,7 @@ class Gateway:
             kept = [item for item in encoded if item[0] not in recent]
             self.metrics.duplicates.inc(len(encoded) - len(kept))
             encoded, ids = kept, [event_id for event_id, _, _ in kept]
-        rows: dict[str, list[bytes]] = {}
-        for _, data, tables in encoded:
-            for table in tables:
-                rows.setdefault(table, []).append(data)
-        return rows, ids
+        return group_by_table(encoded), ids
 
     async def _parse_audit_call(self, body: bytes) -> GroupedAuditCall | ParsedAuditCall:
         """Rows of an audit body, from a parse worker when there are any.

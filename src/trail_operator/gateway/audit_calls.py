@@ -14,6 +14,7 @@ gateway's time under load).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -73,18 +74,25 @@ class GroupedAuditCall:
         return {table: data.split(b"\n") for table, data in self.joined.items()}
 
 
-def group_rows(parsed: ParsedAuditCall) -> GroupedAuditCall:
+def group_by_table(rows: Iterable[tuple[str, bytes, Sequence[str]]]
+                   ) -> dict[str, list[bytes]]:
+    """Encoded rows by the tables that take them, from (eventID, row, tables)."""
     by_table: dict[str, list[bytes]] = {}
-    for _, data, tables in parsed.rows:
+    for _, data, tables in rows:
         for table in tables:
-            rows = by_table.get(table)
-            if rows is None:
+            kept = by_table.get(table)
+            if kept is None:
                 by_table[table] = [data]
             else:
-                rows.append(data)
+                kept.append(data)
+    return by_table
+
+
+def group_rows(parsed: ParsedAuditCall) -> GroupedAuditCall:
     return GroupedAuditCall(
         parsed.received, parsed.accepted, [event_id for event_id, _, _ in parsed.rows],
-        {table: b"\n".join(rows) for table, rows in by_table.items()}, parsed.rejections)
+        {table: b"\n".join(rows) for table, rows in group_by_table(parsed.rows).items()},
+        parsed.rejections)
 
 
 def parse_audit_call(normalizer: AuditEventNormalizer, routes: Routes,
