@@ -66,9 +66,9 @@ def test_workers_give_the_rows_and_rejections_that_parsing_here_gives() -> None:
     assert answers == expected
     assert answers[0].rejections
     assert answers[0].rejections[0]["index"] == 3
-    assert set(answers[0].joined) == {"history", "data"}
+    assert set(answers[0].rows) == {"history", "data"}
     # Secret values are redacted by the workers as by the reference.
-    assert b"aHVudGVyMg==" not in answers[0].joined["history"]
+    assert b"aHVudGVyMg==" not in answers[0].rows["history"].joined()
 
 
 def test_a_body_a_worker_refuses_whole_raises_the_same_error_as_here() -> None:
@@ -91,7 +91,7 @@ def test_new_routes_apply_to_the_next_body() -> None:
         after = await pool.parse(body)
         assert before is not None
         assert after is not None
-        return set(before.joined), set(after.joined)
+        return set(before.rows), set(after.rows)
 
     assert with_pool(reroute) == ({"history", "data"}, {"data"})
 

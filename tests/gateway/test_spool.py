@@ -27,11 +27,19 @@ from trail_operator.events.k8s_audit import SENSITIVE_KINDS, AuditEventNormalize
 from trail_operator.events.record import RECORD_FIELDS
 from trail_operator.gateway.audit_calls import parse_audit_call
 from trail_operator.gateway.routing import build_routes
-from trail_operator.gateway.spool import MAGIC, Spool, decode_frames, encode_frame
+from trail_operator.gateway.spool import MAGIC, Segment, Spool, decode_frames, encode_frame
 from trail_operator.sandbox.controlplane import free_port
 from trail_operator.store.catalog import StoreEntry
 from trail_operator.store.client import Store
-from trail_operator.store.rows import encode_row
+from trail_operator.store.rows import RowChunks, encode_row
+
+
+def chunked(rows_by_table: dict[str, list[bytes]]) -> dict[str, RowChunks]:
+    return {table: RowChunks.of_rows(rows) for table, rows in rows_by_table.items()}
+
+
+def rows_of(segment: Segment) -> dict[str, list[bytes]]:
+    return {table: rows.rows() for table, rows in segment.rows_by_table.items()}
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
@@ -40,20 +48,20 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
 
 def test_frames_read_back_as_written_and_a_torn_tail_is_dropped(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    spool.append({"a": [b'["1"]', b'["2"]'], "b": [b'["3"]']})
-    spool.append({"a": [b'["4"]']})
+    spool.append(chunked({"a": [b'["1"]', b'["2"]'], "b": [b'["3"]']}))
+    spool.append(chunked({"a": [b'["4"]']}))
     spool.close()
     (segment_path,) = tmp_path.glob("*.wal")
     with segment_path.open("ab") as file:  # a crash in the middle of a third append
-        file.write(encode_frame({"a": [b'["5"]']})[:-3])
+        file.write(encode_frame(chunked({"a": [b'["5"]']}))[:-3])
     (segment,) = Spool(tmp_path).recover()
-    assert segment.rows_by_table == {"a": [b'["1"]', b'["2"]', b'["4"]'], "b": [b'["3"]']}
+    assert rows_of(segment) == {"a": [b'["1"]', b'["2"]', b'["4"]'], "b": [b'["3"]']}
 
 
 def test_a_failed_append_closes_its_segment_so_later_frames_stay_readable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = Spool(tmp_path)
-    spool.append({"a": [b'["1"]']})
+    spool.append(chunked({"a": [b'["1"]']}))
     real_write = os.write
 
     def disk_full(fd: int, data: bytes | memoryview) -> int:
@@ -62,19 +70,19 @@ def test_a_failed_append_closes_its_segment_so_later_frames_stay_readable(
 
     monkeypatch.setattr(os, "write", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        spool.append({"a": [b'["2"]']})
+        spool.append(chunked({"a": [b'["2"]']}))
     monkeypatch.setattr(os, "write", real_write)
-    spool.append({"a": [b'["3"]']})
+    spool.append(chunked({"a": [b'["3"]']}))
     handed_over = spool.close_segments()
-    assert [segment.rows_by_table for segment in handed_over] == [
+    assert [rows_of(segment) for segment in handed_over] == [
         {"a": [b'["1"]']}, {"a": [b'["3"]']}]
     recovered = Spool(tmp_path).recover()
-    assert [segment.rows_by_table for segment in recovered] == [
+    assert [rows_of(segment) for segment in recovered] == [
         {"a": [b'["1"]']}, {"a": [b'["3"]']}]
 
 
 def test_a_damaged_frame_is_not_read_as_rows() -> None:
-    frame = bytearray(encode_frame({"a": [b'["1"]']}))
+    frame = bytearray(encode_frame(chunked({"a": [b'["1"]']})))
     frame[-2] ^= 0xFF
     with pytest.raises(ValueError, match="damaged or torn frame at byte 0"):
         list(decode_frames(bytes(frame)))
@@ -207,7 +215,7 @@ def test_a_spooled_row_the_store_refuses_is_set_aside_and_ingest_goes_on(
     bad = encode_row({"eventID": str(uuid.uuid4()), "eventTime": "the day before yesterday",
                       "eventName": "GetPod"})
     # Rows a crashed earlier gateway spooled; one of them the engine cannot read.
-    Spool(tmp_path).append({target.table: [good[0], bad, *good[1:]]})
+    Spool(tmp_path).append(chunked({target.table: [good[0], bad, *good[1:]]}))
     count = f"SELECT count() FROM trail.`{target.table}`"
     with running_gateway(store, [target], spool_dir=tmp_path, spool_linger=0.05) as gw:
         wait_until(lambda: store.rows(count)[0][0] == 4)
@@ -321,10 +329,10 @@ def test_rows_of_a_pretty_printed_body_come_back_whole_from_the_spool(tmp_path: 
     assert len(rows) == len(events)
     assert not any(b"\n" in row for row in rows)
     spool = Spool(tmp_path)
-    spool.append({"all": rows})
+    spool.append(chunked({"all": rows}))
     spool.close()
     (segment,) = Spool(tmp_path).recover()
-    assert segment.rows_by_table == {"all": rows}
+    assert rows_of(segment) == {"all": rows}
     position = RECORD_FIELDS.index("requestParameters")
     assert [orjson.loads(row)[position] for row in rows] == [
         event["requestObject"] for event in events]

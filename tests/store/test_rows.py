@@ -17,6 +17,7 @@ from trail_operator.store.client import Store, StoreDataError
 from trail_operator.store.ddl import TableSpec
 from trail_operator.store.rows import (
     ROW_COLUMNS,
+    RowChunks,
     encode_row,
     encode_values,
     insert_rows,
@@ -95,6 +96,38 @@ def _rows_with_bad_times(count: int, bad: set[int]) -> list[bytes]:
     return rows
 
 
+def in_chunks(rows: list[bytes], size: int) -> RowChunks:
+    """Rows as calls hand them on: a chunk per call."""
+    chunks = RowChunks()
+    for start in range(0, len(rows), size):
+        part = rows[start:start + size]
+        chunks.add(b"\n".join(part), len(part))
+    return chunks
+
+
+def test_rows_in_chunks_come_out_as_the_rows_that_went_in() -> None:
+    rows = [b'["%d"]' % i for i in range(10)]
+    chunks = in_chunks(rows, 4)
+    chunks.extend(RowChunks.of_rows([b'["10"]']))
+    chunks.extend(RowChunks.of_rows([]))
+    assert (len(chunks), len(chunks.chunks)) == (11, 4)
+    assert chunks.rows() == [*rows, b'["10"]']
+    assert b"".join(chunks.pieces()) == chunks.joined() == b"\n".join([*rows, b'["10"]'])
+    empty = RowChunks()
+    assert not empty
+    assert empty.pieces() == []
+    assert empty.rows() == []
+
+
+def test_a_lone_row_the_engine_refuses_is_set_aside_after_one_insert(store: Store) -> None:
+    ensure_catalog(store)
+    ensure_table(store, TableSpec(store.database, "rows_lone_refused", 30))
+    (bad,) = _rows_with_bad_times(1, bad={0})
+    refused = insert_rows_isolating(store, "rows_lone_refused", RowChunks.of_rows([bad]))
+    assert [row for row, _ in refused] == [bad]
+    assert store.rows("SELECT count() FROM trail.rows_lone_refused")[0][0] == 0
+
+
 @pytest.mark.parametrize(("count", "bad"), [
     (200, (3, 41, 77, 120, 199)),  # scattered
     (2000, tuple(range(900, 940))),  # side by side, as one bad call's events lie
@@ -107,7 +140,7 @@ def test_rows_the_engine_refuses_are_set_aside_and_every_other_row_is_stored(
     rows = _rows_with_bad_times(count, bad=set(bad))
     with pytest.raises(StoreDataError, match="CANNOT_PARSE"):
         insert_rows(store, table, rows)  # one INSERT fails whole
-    refused = insert_rows_isolating(store, table, rows)
+    refused = insert_rows_isolating(store, table, in_chunks(rows, 64))
     assert [row for row, _ in refused] == [rows[i] for i in bad]
     assert all("eventTime" in reason for _, reason in refused)
     stored = store.rows(f"SELECT count(), uniqExact(eventID) FROM trail.{table}")[0]
@@ -120,7 +153,7 @@ def test_a_batch_whose_rows_are_nearly_all_refused_fails_whole_instead_of_row_by
     ensure_table(store, TableSpec(store.database, "rows_all_refused", 30))
     rows = _rows_with_bad_times(300, bad=set(range(300)))
     with pytest.raises(StoreDataError, match="retried as a whole"):
-        insert_rows_isolating(store, "rows_all_refused", rows)
+        insert_rows_isolating(store, "rows_all_refused", in_chunks(rows, 64))
     assert store.rows("SELECT count() FROM trail.rows_all_refused")[0][0] == 0
 
 

@@ -45,7 +45,7 @@ from trail_operator.gateway.spool import Spool
 from trail_operator.gateway.spooled_batcher import SpooledBatcher
 from trail_operator.store.catalog import StoreEntry, list_entries
 from trail_operator.store.client import Store
-from trail_operator.store.rows import encode_row
+from trail_operator.store.rows import RowChunks, encode_row
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Gateway:
     # hot path --------------------------------------------------------------
 
     def _rows(self, encoded: Sequence[tuple[str, bytes, Sequence[str]]],
-              ) -> tuple[dict[str, list[bytes]], list[str]]:
+              ) -> tuple[dict[str, RowChunks], list[str]]:
         """Encoded rows by table, and their eventIDs; copies of stored events dropped."""
         ids = [event_id for event_id, _, _ in encoded]
         recent = self.batcher.recent_ids
@@ -164,7 +164,7 @@ class Gateway:
                 return grouped
         return parse_audit_call(self.normalizer, self.routes, body)
 
-    async def _store(self, rows: dict[str, list[bytes]], ids: list[str],
+    async def _store(self, rows: dict[str, RowChunks], ids: list[str],
                      source: str) -> web.Response | None:
         """None when stored; otherwise the response that tells the sender to retry."""
         try:
@@ -197,7 +197,7 @@ class Gateway:
             self.metrics.rejected.labels(SOURCE_AUDIT, "invalid_event").inc(
                 len(parsed.rejections))
         if isinstance(parsed, GroupedAuditCall):
-            rows, ids = parsed.rows_by_table(), parsed.ids
+            rows, ids = parsed.rows, parsed.ids
         else:
             rows, ids = self._rows(parsed.rows)
         failure = await self._store(rows, ids, SOURCE_AUDIT)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.store.client import Store
-from trail_operator.store.rows import insert_rows_isolating
+from trail_operator.store.rows import RowChunks, insert_rows_isolating
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class RecentEventIds:
 
 @dataclass
 class _Batch:
-    chunks: dict[str, list[bytes]] = field(default_factory=dict)
+    chunks: dict[str, RowChunks] = field(default_factory=dict)
     rows: int = 0
     waiters: list[tuple[asyncio.Future[None], frozenset[str], list[str]]] = field(
         default_factory=list)
@@ -135,7 +135,7 @@ class InsertBatcher:
                 await self._task
             self._task = None
 
-    async def write(self, rows_by_table: dict[str, list[bytes]], event_ids: list[str]) -> None:
+    async def write(self, rows_by_table: dict[str, RowChunks], event_ids: list[str]) -> None:
         """Store the rows; return once they are durable, or raise."""
         count = sum(len(rows) for rows in rows_by_table.values())
         if count == 0:
@@ -143,7 +143,7 @@ class InsertBatcher:
         check_admission(count, self.pending_rows, self.max_pending_rows, self._closing)
         batch = self._batch
         for table, rows in rows_by_table.items():
-            batch.chunks.setdefault(table, []).extend(rows)
+            batch.chunks.setdefault(table, RowChunks()).extend(rows)
         batch.rows += count
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.waiters.append((future, frozenset(rows_by_table), event_ids))

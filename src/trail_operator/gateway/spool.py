@@ -40,6 +40,8 @@ from typing import Final
 
 import orjson
 
+from trail_operator.store.rows import RowChunks
+
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"TWL1"
@@ -54,17 +56,17 @@ class SpoolCorruptError(ValueError):
     """A segment frame that cannot be read back; replay stops before it."""
 
 
-def encode_frame(rows_by_table: dict[str, list[bytes]]) -> bytes:
+def encode_frame(rows_by_table: dict[str, RowChunks]) -> bytes:
     parts: list[bytes] = []
     for table, rows in rows_by_table.items():
         name = table.encode()
-        data = b"\n".join(rows)
+        data = rows.joined()
         parts += (_TABLE.pack(len(name)), name, _ROWS.pack(len(rows), len(data)), data)
     payload = b"".join(parts)
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-def decode_frames(data: bytes) -> Iterator[dict[str, list[bytes]]]:
+def decode_frames(data: bytes) -> Iterator[dict[str, RowChunks]]:
     """The frames of one segment, in order; stops at a torn or damaged tail."""
     offset = 0
     while offset < len(data):
@@ -79,8 +81,8 @@ def decode_frames(data: bytes) -> Iterator[dict[str, list[bytes]]]:
         offset = start + length
 
 
-def _decode_payload(payload: bytes) -> dict[str, list[bytes]]:
-    tables: dict[str, list[bytes]] = {}
+def _decode_payload(payload: bytes) -> dict[str, RowChunks]:
+    tables: dict[str, RowChunks] = {}
     offset = 0
     while offset < len(payload):
         (name_length,) = _TABLE.unpack_from(payload, offset)
@@ -89,9 +91,8 @@ def _decode_payload(payload: bytes) -> dict[str, list[bytes]]:
         offset += name_length
         count, length = _ROWS.unpack_from(payload, offset)
         offset += _ROWS.size
-        rows = payload[offset:offset + length].split(b"\n") if count else []
+        tables.setdefault(table, RowChunks()).add(payload[offset:offset + length], count)
         offset += length
-        tables.setdefault(table, []).extend(rows)
     return tables
 
 
@@ -100,7 +101,7 @@ class Segment:
     """A closed segment and the rows it holds, by table, until they are stored."""
 
     path: Path
-    rows_by_table: dict[str, list[bytes]] = field(default_factory=dict)
+    rows_by_table: dict[str, RowChunks] = field(default_factory=dict)
     # time.monotonic() when its first rows were acknowledged, if known.
     opened: float | None = None
 
@@ -123,7 +124,7 @@ class Spool:
         self._next_seq = (int(existing[-1].stem) + 1) if existing else 1
         self._fd: int | None = None
         self._path: Path | None = None
-        self._open_rows: dict[str, list[bytes]] = {}
+        self._open_rows: dict[str, RowChunks] = {}
         self._open_count = 0
         self._lock = threading.Lock()
         # Segments closed early because an append failed in them.
@@ -137,11 +138,11 @@ class Spool:
         """Segments left by an earlier run, oldest first, with their readable frames."""
         segments = []
         for path in self._segment_paths():
-            rows_by_table: dict[str, list[bytes]] = {}
+            rows_by_table: dict[str, RowChunks] = {}
             try:
                 for frame in decode_frames(path.read_bytes()):
                     for table, rows in frame.items():
-                        rows_by_table.setdefault(table, []).extend(rows)
+                        rows_by_table.setdefault(table, RowChunks()).extend(rows)
             except SpoolCorruptError as exc:
                 # Only an unacknowledged append can be torn: keep what precedes it.
                 log.warning("spool segment %s: %s; the frames before it are replayed",
@@ -154,7 +155,7 @@ class Spool:
         """Rows appended to the segment being written."""
         return self._open_count
 
-    def append(self, rows_by_table: dict[str, list[bytes]]) -> None:
+    def append(self, rows_by_table: dict[str, RowChunks]) -> None:
         """Write and fsync one frame; the rows are durable when this returns.
 
         On failure (disk full, I/O error) the frame may be torn, so the segment
@@ -163,7 +164,7 @@ class Spool:
         with self._lock:
             self._append(rows_by_table)
 
-    def _append(self, rows_by_table: dict[str, list[bytes]]) -> None:
+    def _append(self, rows_by_table: dict[str, RowChunks]) -> None:
         if self._fd is None:
             self._path = self.directory / f"{self._next_seq:012d}{SUFFIX}"
             self._next_seq += 1
@@ -181,7 +182,7 @@ class Spool:
                 self._sealed.append(sealed)
             raise
         for table, rows in rows_by_table.items():
-            self._open_rows.setdefault(table, []).extend(rows)
+            self._open_rows.setdefault(table, RowChunks()).extend(rows)
             self._open_count += len(rows)
 
     def close_segments(self) -> list[Segment]:

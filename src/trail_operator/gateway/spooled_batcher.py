@@ -43,7 +43,7 @@ from trail_operator.gateway.batching import (
 from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.spool import Segment, Spool
 from trail_operator.store.client import Store
-from trail_operator.store.rows import insert_rows_isolating
+from trail_operator.store.rows import RowChunks, insert_rows_isolating
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 class _Group:
     """Calls waiting for the same append and fsync."""
 
-    rows_by_table: dict[str, list[bytes]] = field(default_factory=dict)
+    rows_by_table: dict[str, RowChunks] = field(default_factory=dict)
     rows: int = 0
     waiters: list[tuple[asyncio.Future[None], list[str]]] = field(default_factory=list)
 
@@ -148,7 +148,7 @@ class SpooledBatcher:
         self._appender, self._sealer, self._workers = None, None, []
         self.spool.close()
 
-    async def write(self, rows_by_table: dict[str, list[bytes]], event_ids: list[str]) -> None:
+    async def write(self, rows_by_table: dict[str, RowChunks], event_ids: list[str]) -> None:
         """Spool the rows; return once they are durable on disk, or raise."""
         count = sum(len(rows) for rows in rows_by_table.values())
         if count == 0:
@@ -158,7 +158,7 @@ class SpooledBatcher:
         check_admission(count, self.pending_rows, self.max_pending_rows, self._closing)
         group = self._group
         for table, rows in rows_by_table.items():
-            group.rows_by_table.setdefault(table, []).extend(rows)
+            group.rows_by_table.setdefault(table, RowChunks()).extend(rows)
         group.rows += count
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         group.waiters.append((future, event_ids))

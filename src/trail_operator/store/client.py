@@ -194,11 +194,17 @@ class Store:
         """Insert newline-separated JSON objects into `database.table`; durable on return."""
         self.insert_json(table, data, columns)
 
-    def insert_json(self, table: str, data: bytes, columns: Sequence[str] = (),
+    def insert_json(self, table: str, data: bytes | Sequence[bytes], columns: Sequence[str] = (),
                     compact: bool = False) -> None:
-        """Insert JSON rows (objects, or arrays in `columns` order when `compact`)."""
+        """Insert JSON rows (objects, or arrays in `columns` order when `compact`).
+
+        `data` is the rows, or buffers that make them when written one after another.
+        """
         if not data:
             return
+        if not self.embedded and not isinstance(data, bytes):
+            # Over HTTP a list would go out as a chunked body, a chunk per buffer.
+            data = b"".join(data)
         self._run(
             "raw_insert", qualified(self.database, table), column_names=list(columns) or None,
             insert_block=data, settings=dict(JSON_INSERT_SETTINGS),
