@@ -419,10 +419,10 @@ def cpu_per_event(before: dict[str, float], after: dict[str, float],
 
 
 def isolated_parse_us(bodies: list[bytes], rounds: int = 3) -> float:
-    """Microseconds per event for the gateway's parse path (decode, normalize, route,
+    """Microseconds per event for the parse workers' path (decode, normalize, route,
     encode) in this idle process, best of `rounds`: how fast the machine is right now,
     so runs made in its fast and slow phases can be told apart."""
-    from trail_operator.gateway.audit_calls import parse_audit_call
+    from trail_operator.gateway.audit_calls import parse_grouped_audit_call
 
     normalizer = AuditEventNormalizer("bench", "bench-1")
     routes, _ = build_routes(store_entries())
@@ -430,7 +430,8 @@ def isolated_parse_us(bodies: list[bytes], rounds: int = 3) -> float:
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
-        events = sum(parse_audit_call(normalizer, routes, body).received for body in bodies)
+        events = sum(parse_grouped_audit_call(normalizer, routes, body).received
+                     for body in bodies)
         best = min(best, time.perf_counter() - start)
     return best / events * 1e6
 

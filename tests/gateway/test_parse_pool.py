@@ -21,7 +21,12 @@ from gateway.gateway_harness import running_gateway
 from gateway.test_failure_modes import entry
 from gateway.test_failure_modes import event_list as simple_event_list
 from trail_operator.events.k8s_audit import AuditEventNormalizer
-from trail_operator.gateway.audit_calls import AuditCallError, group_rows, parse_audit_call
+from trail_operator.gateway.audit_calls import (
+    AuditCallError,
+    group_by_table,
+    parse_audit_call,
+    parse_grouped_audit_call,
+)
 from trail_operator.gateway.parse_pool import ParsePool
 from trail_operator.gateway.routing import build_routes
 from trail_operator.store.catalog import StoreEntry
@@ -57,7 +62,7 @@ def test_workers_give_the_rows_and_rejections_that_parsing_here_gives() -> None:
               json.dumps(event_list(*events[:5]), indent=2).encode()]  # pretty-printed
     routes, _ = build_routes([HISTORY, DATA])
     normalizer = AuditEventNormalizer("parse-test", "test-1")
-    expected = [group_rows(parse_audit_call(normalizer, routes, body)) for body in bodies]
+    expected = [parse_grouped_audit_call(normalizer, routes, body) for body in bodies]
 
     async def parse_all(pool: ParsePool) -> list[Any]:
         return list(await asyncio.gather(*(pool.parse(body) for body in bodies)))
@@ -69,6 +74,25 @@ def test_workers_give_the_rows_and_rejections_that_parsing_here_gives() -> None:
     assert set(answers[0].rows) == {"history", "data"}
     # Secret values are redacted by the workers as by the reference.
     assert b"aHVudGVyMg==" not in answers[0].rows["history"].joined()
+
+
+def test_rows_grouped_as_parsed_are_the_rows_parsed_one_by_one() -> None:
+    # What workers send (each table's rows encoded in one call) against what the
+    # gateway makes itself (a call per row): the same bytes, in the same order.
+    events = sample_events()
+    events[3]["auditID"] = ""
+    routes, _ = build_routes([HISTORY, DATA])
+    for body in (orjson.dumps(event_list(*events)),
+                 json.dumps(event_list(*events), indent=2).encode()):  # raw line breaks
+        parsed = parse_audit_call(AuditEventNormalizer("parse-test", "test-1"), routes, body)
+        grouped = parse_grouped_audit_call(
+            AuditEventNormalizer("parse-test", "test-1"), routes, body)
+        assert grouped.ids == [event_id for event_id, _, _ in parsed.rows]
+        assert {table: rows.rows() for table, rows in grouped.rows.items()} == {
+            table: rows.rows() for table, rows in group_by_table(parsed.rows).items()}
+        assert (grouped.received, grouped.accepted, grouped.rejections) == (
+            parsed.received, parsed.accepted, parsed.rejections)
+        assert all(len(rows.rows()) == len(rows) for rows in grouped.rows.values())
 
 
 def test_a_body_a_worker_refuses_whole_raises_the_same_error_as_here() -> None:

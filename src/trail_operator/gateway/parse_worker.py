@@ -27,7 +27,7 @@ import sys
 from typing import Any, Final
 
 from trail_operator.events.k8s_audit import AuditEventNormalizer
-from trail_operator.gateway.audit_calls import AuditCallError, group_rows, parse_audit_call
+from trail_operator.gateway.audit_calls import AuditCallError, parse_grouped_audit_call
 from trail_operator.gateway.routing import Routes, build_routes
 
 REQUEST: Final = struct.Struct("<cI")
@@ -39,7 +39,7 @@ READY: Final = b"ready"
 
 def answer_for(normalizer: AuditEventNormalizer, routes: Routes, body: bytes) -> Any:
     try:
-        return group_rows(parse_audit_call(normalizer, routes, body))
+        return parse_grouped_audit_call(normalizer, routes, body)
     except AuditCallError as exc:
         return ("refused", exc.reason, exc.code, str(exc))
     except Exception as exc:  # the gateway parses it again itself and answers as it would

@@ -31,29 +31,12 @@ ROW_COLUMNS: Final = RECORD_FIELDS
 
 # msgspec rather than orjson: the audit fast path keeps request and response
 # bodies as `msgspec.Raw`, which this writes out as they came.
-_ENCODE: Final = msgspec.json.Encoder().encode
+_ENCODER: Final = msgspec.json.Encoder()
+_ENCODE: Final = _ENCODER.encode
+_ENCODE_LINES: Final = _ENCODER.encode_lines  # a row per line, each ending in a newline
 
 
 _IDENTITY_POSITION: Final = ROW_COLUMNS.index("userIdentity")
-
-
-def encode_values(row: Row) -> bytes:
-    """One row, from a record's values in column order, on one line."""
-    identity = row[_IDENTITY_POSITION]
-    if type(identity) is SharedIdentity:
-        row = row.copy()
-        row[_IDENTITY_POSITION] = identity.json
-    data = _ENCODE(row)
-    if b"\n" in data:
-        # Raw bodies keep a pretty-printed sender's line breaks. Rows travel joined
-        # by newlines (the spool, the INSERT), so they must hold none; in valid JSON
-        # (the decoder checked it) a raw line break can only be whitespace.
-        data = data.replace(b"\n", b" ")
-    return data
-
-
-def encode_row(record: Record) -> bytes:
-    return encode_values(row_from_record(record))
 
 
 @dataclass(slots=True)
@@ -98,6 +81,42 @@ class RowChunks:
 
     def rows(self) -> list[bytes]:
         return [row for chunk in self.chunks for row in chunk.split(b"\n")]
+
+
+def encode_values(row: Row) -> bytes:
+    """One row, from a record's values in column order, on one line."""
+    identity = row[_IDENTITY_POSITION]
+    if type(identity) is SharedIdentity:
+        row = row.copy()
+        row[_IDENTITY_POSITION] = identity.json
+    data = _ENCODE(row)
+    if b"\n" in data:
+        # Raw bodies keep a pretty-printed sender's line breaks. Rows travel joined
+        # by newlines (the spool, the INSERT), so they must hold none; in valid JSON
+        # (the decoder checked it) a raw line break can only be whitespace.
+        data = data.replace(b"\n", b" ")
+    return data
+
+
+def encode_chunk(rows: list[Row]) -> RowChunks:
+    """Rows of one table (records' values in column order) as one chunk, the same
+    bytes as `encode_values` gives row by row, from one encoder call for them all.
+
+    Shared identities in `rows` are replaced by their JSON, in place.
+    """
+    for row in rows:
+        identity = row[_IDENTITY_POSITION]
+        if type(identity) is SharedIdentity:
+            row[_IDENTITY_POSITION] = identity.json
+    data = _ENCODE_LINES(rows)
+    if data.count(b"\n") != len(rows):
+        # Raw bodies with line breaks: `encode_values` takes them out row by row.
+        return RowChunks.of_rows([encode_values(row) for row in rows])
+    return RowChunks([data[:-1]], len(rows)) if rows else RowChunks()
+
+
+def encode_row(record: Record) -> bytes:
+    return encode_values(row_from_record(record))
 
 
 def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
