@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -26,8 +27,10 @@ from trail_fixtures import wait_for
 from trail_operator.events.k8s_audit import SENSITIVE_KINDS, AuditEventNormalizer
 from trail_operator.events.record import RECORD_FIELDS
 from trail_operator.gateway.audit_calls import parse_audit_call
+from trail_operator.gateway.metrics import GatewayMetrics
 from trail_operator.gateway.routing import build_routes
 from trail_operator.gateway.spool import MAGIC, Segment, Spool, decode_frames, encode_frame
+from trail_operator.gateway.spooled_batcher import SpooledBatcher
 from trail_operator.sandbox.controlplane import free_port
 from trail_operator.store.catalog import StoreEntry
 from trail_operator.store.client import Store
@@ -87,6 +90,41 @@ def test_a_damaged_frame_is_not_read_as_rows() -> None:
     with pytest.raises(ValueError, match="damaged or torn frame at byte 0"):
         list(decode_frames(bytes(frame)))
     assert bytes(frame).startswith(MAGIC)
+
+
+def test_calls_back_to_back_share_fsyncs_and_a_lone_call_is_appended_at_once(
+        store: Store, tmp_path: Path) -> None:
+    target = entry(store, "spool-grouped")
+
+    def call(index: int) -> tuple[dict[str, RowChunks], list[str]]:
+        event_id = str(uuid.uuid4())
+        row = encode_row({"eventID": event_id, "eventTime": "2026-11-26T10:00:00.000Z",
+                          "eventName": f"Call{index}"})
+        return {target.table: RowChunks.of_rows([row])}, [event_id]
+
+    async def scenario() -> tuple[float, list[dict[str, RowChunks]]]:
+        batcher = SpooledBatcher(store, GatewayMetrics(), Spool(tmp_path), linger=3600.0,
+                                 idle_seal=3600.0, group_wait=0.05)
+        batcher.start()
+        try:
+            started = time.monotonic()
+            await batcher.write(*call(0))  # nothing else in flight: no waiting for company
+            alone = time.monotonic() - started
+            calls = []
+            for index in range(1, 41):  # ~2 ms apart, as 500 calls a second
+                calls.append(asyncio.create_task(batcher.write(*call(index))))
+                await asyncio.sleep(0.002)
+            await asyncio.gather(*calls)
+            (segment_path,) = tmp_path.glob("*.wal")  # one frame per fsync
+            return alone, list(decode_frames(segment_path.read_bytes()))
+        finally:
+            await batcher.stop()
+
+    alone, frames = asyncio.run(scenario())
+    assert alone < 0.05
+    assert sum(len(frame[target.table]) for frame in frames) == 41
+    assert len(frames) <= 10  # 41 without grouping
+    assert store.rows(f"SELECT count() FROM trail.`{target.table}`")[0][0] == 41  # at stop
 
 
 def test_spooled_calls_are_answered_before_the_insert_and_stored_after_the_linger(
