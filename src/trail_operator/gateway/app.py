@@ -205,8 +205,8 @@ class Gateway:
             return failure
         self.metrics.accepted.labels(SOURCE_AUDIT).inc(parsed.accepted)
         result = {"accepted": parsed.accepted, "rejected": parsed.rejections}
-        return web.json_response(result, status=400 if parsed.rejections else 200,
-                                 dumps=lambda o: orjson.dumps(o).decode())
+        return web.Response(body=orjson.dumps(result), status=400 if parsed.rejections else 200,
+                            content_type="application/json")
 
     async def put_audit_events(self, request: web.Request) -> web.Response:
         try:

@@ -103,6 +103,7 @@ class SpooledBatcher:
         self._open_rows_arrived = asyncio.Event()
         # Sealed segments not yet stored, and the queue that hands them to inserters.
         self._unstored: list[Segment] = []
+        self._unstored_rows = 0  # their rows not stored yet, kept as they change
         self._ready: asyncio.Queue[tuple[Segment, str] | None] = asyncio.Queue()
         self._appender: asyncio.Task[None] | None = None
         self._sealer: asyncio.Task[None] | None = None
@@ -113,7 +114,7 @@ class SpooledBatcher:
     @property
     def pending_rows(self) -> int:
         """Rows accepted or being accepted that are not stored yet."""
-        return self._group.rows + self.spool.open_rows + sum(s.rows for s in self._unstored)
+        return self._group.rows + self.spool.open_rows + self._unstored_rows
 
     def start(self) -> None:
         if self._appender is not None:
@@ -257,6 +258,7 @@ class SpooledBatcher:
             self.spool.discard(segment)
             return
         self._unstored.append(segment)
+        self._unstored_rows += segment.rows
         # A table at a time: the inserters share one segment's tables, so the last
         # segment of a burst is not left to one of them.
         for table in segment.rows_by_table:
@@ -301,14 +303,17 @@ class SpooledBatcher:
             if not self.is_routed(table):
                 log.warning("dropping %d spooled rows for %s: its store was deleted (%s)",
                             len(rows), table, str(exc)[:200])
-                del segment.rows_by_table[table]
+                self._forget(segment, table)
                 self._failures.pop(table, None)
                 return True
             failure = f"store table {table} did not accept the batch: {str(exc)[:300]}"
             self._failures[table] = failure
             log.warning("%s; retrying in %.1f s", failure, self.retry_seconds)
             return False
-        del segment.rows_by_table[table]  # stored: a retry must not insert it again
+        self._forget(segment, table)  # stored: a retry must not insert it again
         self._failures.pop(table, None)
         self.metrics.inserted.labels(table).inc(len(rows) - len(refused))
         return True
+
+    def _forget(self, segment: Segment, table: str) -> None:
+        self._unstored_rows -= len(segment.rows_by_table.pop(table))
