@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -28,6 +30,7 @@ from trail_operator.gateway.audit_calls import (
     parse_grouped_audit_call,
 )
 from trail_operator.gateway.parse_pool import ParsePool
+from trail_operator.gateway.parse_worker import _send_all, encode_answer, read_answer
 from trail_operator.gateway.routing import build_routes
 from trail_operator.store.catalog import StoreEntry
 from trail_operator.store.client import Store
@@ -93,6 +96,31 @@ def test_rows_grouped_as_parsed_are_the_rows_parsed_one_by_one() -> None:
         assert (grouped.received, grouped.accepted, grouped.rejections) == (
             parsed.received, parsed.accepted, parsed.rejections)
         assert all(len(rows.rows()) == len(rows) for rows in grouped.rows.values())
+
+
+def test_answers_cross_the_socket_whole_even_when_it_takes_them_in_pieces() -> None:
+    routes, _ = build_routes([HISTORY, DATA])
+    parsed = parse_grouped_audit_call(AuditEventNormalizer("parse-test", "test-1"), routes,
+                                      orjson.dumps(event_list(*sample_events())))
+    refused = ("refused", "wrong_kind", "InvalidEventList", "not an EventList")
+    answers = [parsed, refused, parsed]
+
+    async def exchange() -> list[Any]:
+        ours, theirs = socket.socketpair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # partial sends
+        reader, writer = await asyncio.open_connection(sock=theirs)
+        sender = threading.Thread(target=lambda: [
+            _send_all(ours, encode_answer(answer)) for answer in answers])
+        sender.start()
+        try:
+            return [await read_answer(reader) for _ in answers]
+        finally:
+            sender.join(10)
+            ours.close()
+            writer.close()
+
+    assert len(parsed.rows["history"].joined()) > 4096
+    assert asyncio.run(exchange()) == answers
 
 
 def test_a_body_a_worker_refuses_whole_raises_the_same_error_as_here() -> None:

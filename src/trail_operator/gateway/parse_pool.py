@@ -28,7 +28,7 @@ import sys
 from typing import Any
 
 from trail_operator.gateway.audit_calls import AuditCallError, GroupedAuditCall
-from trail_operator.gateway.parse_worker import ANSWER, BODY, READY, REQUEST, ROUTES
+from trail_operator.gateway.parse_worker import BODY, READY, REQUEST, ROUTES, read_answer
 from trail_operator.store.catalog import StoreEntry
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ class _Worker:
     async def read_answers(self) -> None:
         try:
             while True:
-                (length,) = ANSWER.unpack(await self.reader.readexactly(ANSWER.size))
-                answer = pickle.loads(await self.reader.readexactly(length))
+                answer = await read_answer(self.reader)
                 future = self.owed.popleft()
                 if not future.done():
                     future.set_result(answer)

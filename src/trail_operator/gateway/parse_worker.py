@@ -6,17 +6,23 @@ conversation on it, in order (so a body is parsed with the routes sent last):
 
     gateway -> worker: b"R" | u32 length | pickled list of StoreEntry   (routes)
                        b"B" | u32 length | an EventList body              (parse it)
-    worker -> gateway: u32 length | pickled answer, one per body, in order
+    worker -> gateway: u32 length | pickled head | its tables' rows, one answer
+                       per body, in order
 
-An answer is a `GroupedAuditCall`, or `("refused", reason, code, message)` for a
-body refused whole, or `("failed", message)` when parsing raised something
-unexpected (the gateway then parses that body itself, as it would without
-workers). The worker says b"ready" once it can parse, and ends when the
-gateway closes the socket, which happens too when the gateway dies.
+The head of a parsed body is `("rows", received, accepted, eventIDs, [(table,
+row count, byte count), ...], rejections)`, and each table's rows (joined by
+newlines) follow it as they are: pickled with it they were copied once more at
+each end, ~1.5 us per event under load. Other heads stand alone:
+`("refused", reason, code, message)` for a body refused whole, and `("failed",
+message)` when parsing raised something unexpected (the gateway then parses
+that body itself, as it would without workers). The worker says b"ready" once
+it can parse, and ends when the gateway closes the socket, which happens too
+when the gateway dies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import pickle
@@ -27,8 +33,13 @@ import sys
 from typing import Any, Final
 
 from trail_operator.events.k8s_audit import AuditEventNormalizer
-from trail_operator.gateway.audit_calls import AuditCallError, parse_grouped_audit_call
+from trail_operator.gateway.audit_calls import (
+    AuditCallError,
+    GroupedAuditCall,
+    parse_grouped_audit_call,
+)
 from trail_operator.gateway.routing import Routes, build_routes
+from trail_operator.store.rows import RowChunks
 
 REQUEST: Final = struct.Struct("<cI")
 ANSWER: Final = struct.Struct("<I")
@@ -46,6 +57,32 @@ def answer_for(normalizer: AuditEventNormalizer, routes: Routes, body: bytes) ->
         return ("failed", f"{type(exc).__name__}: {exc}")
 
 
+def encode_answer(answer: Any) -> list[bytes]:
+    """The buffers of one answer, to be sent in order."""
+    if type(answer) is not GroupedAuditCall:
+        head = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        return [ANSWER.pack(len(head)), head]
+    chunks = [rows.joined() for rows in answer.rows.values()]  # one chunk each: no copy
+    layout = [(table, len(rows), len(chunk))
+              for (table, rows), chunk in zip(answer.rows.items(), chunks, strict=True)]
+    head = pickle.dumps(
+        ("rows", answer.received, answer.accepted, answer.ids, layout, answer.rejections),
+        protocol=pickle.HIGHEST_PROTOCOL)
+    return [ANSWER.pack(len(head)), head, *chunks]
+
+
+async def read_answer(reader: asyncio.StreamReader) -> Any:
+    """One answer as `encode_answer` wrote it: a `GroupedAuditCall` or a lone head."""
+    (length,) = ANSWER.unpack(await reader.readexactly(ANSWER.size))
+    head = pickle.loads(await reader.readexactly(length))
+    if head[0] != "rows":
+        return head
+    _, received, accepted, ids, layout, rejections = head
+    rows = {table: RowChunks([await reader.readexactly(size)], count)
+            for table, count, size in layout}
+    return GroupedAuditCall(received, accepted, ids, rows, rejections)
+
+
 def serve(sock: socket.socket, normalizer: AuditEventNormalizer) -> None:
     routes = Routes()
     stream = sock.makefile("rb", buffering=1 << 20)
@@ -61,18 +98,18 @@ def serve(sock: socket.socket, normalizer: AuditEventNormalizer) -> None:
         if kind == ROUTES:
             routes, _ = build_routes(pickle.loads(payload))
             continue
-        answer = pickle.dumps(answer_for(normalizer, routes, payload),
-                              protocol=pickle.HIGHEST_PROTOCOL)
-        _send_all(sock, ANSWER.pack(len(answer)), answer)
+        _send_all(sock, encode_answer(answer_for(normalizer, routes, payload)))
 
 
-def _send_all(sock: socket.socket, head: bytes, data: bytes) -> None:
-    """Both, without copying them into one: answers run to megabytes."""
-    sent = sock.sendmsg((head, data))
-    if sent < len(head):
-        sock.sendall(head[sent:])
-        sent = len(head)
-    sock.sendall(memoryview(data)[sent - len(head):])
+def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:
+    """The buffers in order, without copying them into one: answers run to megabytes."""
+    pending: list[bytes | memoryview] = list(buffers)
+    while pending:
+        sent = sock.sendmsg(pending)
+        while pending and sent >= len(pending[0]):
+            sent -= len(pending.pop(0))
+        if sent:
+            pending[0] = memoryview(pending[0])[sent:]
 
 
 def main(argv: list[str]) -> None:
