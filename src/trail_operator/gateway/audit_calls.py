@@ -108,7 +108,7 @@ def parse_audit_call(normalizer: AuditEventNormalizer, routes: Routes,
 def parse_grouped_audit_call(normalizer: AuditEventNormalizer, routes: Routes,
                              body: bytes) -> GroupedAuditCall:
     """`parse_audit_call` with the rows grouped by table as they come: each table's
-    rows are encoded in one call (`encode_chunk`), which took ~10% less of the
+    rows are encoded in one call (`encode_chunk`), which took 6-9% less of the
     parse path's time than a call per row."""
     received, values, rejections = _normalized(normalizer, body)
     routed = [(row, tables) for row in values if (tables := tables_for_row(routes, row))]

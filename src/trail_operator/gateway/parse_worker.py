@@ -22,7 +22,6 @@ when the gateway dies.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import pickle
@@ -30,7 +29,7 @@ import signal
 import socket
 import struct
 import sys
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from trail_operator.events.k8s_audit import AuditEventNormalizer
 from trail_operator.gateway.audit_calls import (
@@ -40,6 +39,9 @@ from trail_operator.gateway.audit_calls import (
 )
 from trail_operator.gateway.routing import Routes, build_routes
 from trail_operator.store.rows import RowChunks
+
+if TYPE_CHECKING:  # only the gateway reads answers; a worker starts without asyncio (~40 ms)
+    import asyncio
 
 REQUEST: Final = struct.Struct("<cI")
 ANSWER: Final = struct.Struct("<I")

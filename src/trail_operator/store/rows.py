@@ -119,15 +119,15 @@ def encode_row(record: Record) -> bytes:
     return encode_values(row_from_record(record))
 
 
-def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
-    """Insert rows made by `encode_values` (or `encode_row`); durable when this returns."""
-    store.insert_json(table, b"\n".join(rows), columns=ROW_COLUMNS, compact=True)
-
-
 def insert_chunks(store: Store, table: str, rows: RowChunks) -> None:
-    """`insert_rows` for rows in chunks: written out chunk by chunk, not joined first
-    (a join of a large batch would hold the interpreter lock for milliseconds)."""
+    """Insert rows made by `encode_values`, `encode_row` or `encode_chunk`; durable when
+    this returns. Written out chunk by chunk, not joined first: a join of a large
+    batch would hold the interpreter lock for milliseconds."""
     store.insert_json(table, rows.pieces(), columns=ROW_COLUMNS, compact=True)
+
+
+def insert_rows(store: Store, table: str, rows: list[bytes]) -> None:
+    insert_chunks(store, table, RowChunks.of_rows(rows))
 
 
 # INSERTs one batch may take to isolate refused rows: ~2 log2(n) per scattered
